@@ -1,0 +1,26 @@
+"""lightning_featvis: feature visualization for vision transformers, MLP-Mixers and
+language-model stacks, as PyTorch Lightning modules whose only parameter is the image."""
+
+from lightning_featvis.callbacks import GaussianBlur, ImageLogger, ImageWriter, PositionalJitter
+from lightning_featvis.data import Target, TargetDataModule, parse_targets
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.objectives import ClassLogitObjective, NeuronObjective, VisualizationObjective
+from lightning_featvis.params import ImageParam, PixelImage
+from lightning_featvis.schedule import Octave
+
+__all__ = [
+    "ClassLogitObjective",
+    "FeatvisError",
+    "GaussianBlur",
+    "ImageLogger",
+    "ImageParam",
+    "ImageWriter",
+    "NeuronObjective",
+    "Octave",
+    "PixelImage",
+    "PositionalJitter",
+    "Target",
+    "TargetDataModule",
+    "VisualizationObjective",
+    "parse_targets",
+]

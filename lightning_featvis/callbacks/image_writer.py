@@ -1,0 +1,65 @@
+"""PNG files for finished targets, written as each group finishes, with a manifest."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import lightning as L
+from torchvision.utils import save_image
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers never see a
+    half-written file, and an interrupted write leaves the old file intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ImageWriter(L.Callback):
+    """Writes one PNG per target, ``<layer>__<unit>.png`` (the whole canvas), and
+    ``manifest.csv`` (target, layer, unit, file, final activation) into
+    ``<log_dir>/<dirname>`` as soon as each group finishes. Rank 0 writes for all ranks.
+
+    Args:
+        dirname: folder inside the Trainer's log directory.
+    """
+
+    FIELDS = ("target", "layer", "unit", "file", "activation")
+
+    def __init__(self, dirname: str = "images") -> None:
+        self.dirname = dirname
+        self.rows: list[dict] = []
+        self.directory: Path | None = None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        # every rank asks (log_dir broadcasts from rank 0); only rank 0 writes
+        self.directory = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        self.rows = []
+
+    def on_target_group_end(self, trainer, pl_module, result) -> None:
+        if not trainer.is_global_zero:
+            return
+        for target, image, activation in zip(result.targets, result.images, result.activations):
+            name = f"{target.file_stem}.png"
+            buffer = io.BytesIO()
+            save_image(image, buffer, format="png")
+            atomic_write(self.directory / name, buffer.getvalue())
+            self.rows.append(
+                dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name, activation=f"{float(activation):.6g}")
+            )
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write(self.directory / "manifest.csv", text.getvalue().encode())

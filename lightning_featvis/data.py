@@ -1,0 +1,130 @@
+"""Targets as data: which units to visualise, grouped into optimizer steps, sharded over ranks.
+
+A run visualises a list of *targets* (a layer and a unit). Targets are cut into groups of
+``group_size``; a group's canvases are optimised together, one optimizer step per batch, for
+the objective's number of steps. Each target's canvas is seeded by the target's own key, so
+results do not depend on how targets are grouped or on how many ranks run them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import lightning as L
+from torch.utils.data import DataLoader, IterableDataset
+
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.units import Unit, parse_units
+
+
+@dataclass(frozen=True)
+class Target:
+    """One image to generate: a unit of a layer (``layer=None``: the objective's default)."""
+
+    layer: str | None
+    unit: Unit
+
+    @property
+    def key(self) -> str:
+        """Stable identity (seeds the canvas and jitter), e.g. ``encoder.layers.encoder_layer_3:neuron5``."""
+        return f"{self.layer or ''}:{self.unit.name}"
+
+    @property
+    def file_stem(self) -> str:
+        """File name without extension, e.g. ``encoder.layers.encoder_layer_3__neuron5``."""
+        return f"{self.layer or 'output'}__{self.unit.name}"
+
+
+def parse_targets(specs: str | list[str]) -> list[Target]:
+    """Expand target specifications ``[layer:]unit`` into targets.
+
+    ``"heads.head:class=0-9"`` gives ten targets; ``"neuron=0-15"`` gives sixteen on the
+    objective's default layer. See :mod:`lightning_featvis.units` for the unit grammar.
+    """
+    if isinstance(specs, str):
+        specs = [specs]
+    targets = []
+    for spec in specs:
+        layer, sep, unit_spec = str(spec).rpartition(":")
+        targets += [Target(layer if sep else None, unit) for unit in parse_units(unit_spec)]
+    if not targets:
+        raise FeatvisError("no targets given; e.g. targets: ['neuron=0-15'] or ['heads.head:class=0-9']")
+    keys = [t.key for t in targets]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise FeatvisError(f"targets repeat: {', '.join(dup)}")
+    return targets
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """Targets optimised together; ``None`` pads a short group. ``index`` -1: padding only."""
+
+    index: int
+    targets: tuple[Target | None, ...]
+
+
+class GroupSteps(IterableDataset):
+    """Yields one batch per optimizer step: ``{"group": int, "step": int, "targets": tuple}``."""
+
+    def __init__(self, groups: list[TargetGroup], steps: int) -> None:
+        self.groups, self.steps = groups, steps
+
+    def __iter__(self):
+        for group in self.groups:
+            for step in range(self.steps):
+                yield {"group": group.index, "step": step, "targets": group.targets}
+
+    def __len__(self) -> int:
+        return len(self.groups) * self.steps
+
+
+class TargetDataModule(L.LightningDataModule):
+    """The targets of a run, in groups, this rank's share only.
+
+    Args:
+        targets: target specifications ``[layer:]unit`` (see :func:`parse_targets`).
+        group_size: targets optimised together in one batch.
+    """
+
+    def __init__(self, targets: list[str] | str = "neuron=0", group_size: int = 16) -> None:
+        super().__init__()
+        if group_size < 1:
+            raise FeatvisError(f"group_size must be >= 1, got {group_size}")
+        self.specs = targets
+        self.targets = parse_targets(targets)
+        self.group_size = min(group_size, len(self.targets))
+        self.groups: list[TargetGroup] = []
+
+    def resolve_layers(self, default_layer: str | None) -> None:
+        """Give targets without a layer the objective's default layer."""
+        if default_layer is None and any(t.layer is None for t in self.targets):
+            raise FeatvisError("targets name no layer and the objective has no default layer: set model.layer")
+        self.targets = [t if t.layer is not None else replace(t, layer=default_layer) for t in self.targets]
+
+    def make_groups(self) -> list[TargetGroup]:
+        """Every group of the run, padded to ``group_size``."""
+        size = self.group_size
+        groups = []
+        for index in range(math.ceil(len(self.targets) / size)):
+            chunk = self.targets[index * size : (index + 1) * size]
+            groups.append(TargetGroup(index, tuple(chunk) + (None,) * (size - len(chunk))))
+        return groups
+
+    def setup(self, stage: str) -> None:
+        objective = self.trainer.lightning_module
+        self.resolve_layers(getattr(objective, "default_layer", None))
+        self.groups = self.make_groups()
+
+    def rank_groups(self) -> list[TargetGroup]:
+        """This rank's groups: every ``world_size``-th one, padded so all ranks step together."""
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        mine = self.groups[rank::world]
+        per_rank = math.ceil(len(self.groups) / world)
+        return mine + [TargetGroup(-1, (None,) * self.group_size)] * (per_rank - len(mine))
+
+    def train_dataloader(self) -> DataLoader:
+        steps = self.trainer.lightning_module.steps_per_target
+        # batch_size=None: each item already is a whole group's batch
+        return DataLoader(GroupSteps(self.rank_groups(), steps), batch_size=None)

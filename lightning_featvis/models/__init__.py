@@ -1,0 +1,7 @@
+"""Model adapters: one per family, each a frozen network plus its input spec and layouts."""
+
+from lightning_featvis.models.adapter import Layout, ModelAdapter
+from lightning_featvis.models.digits import DigitsViT
+from lightning_featvis.models.torchvision_vit import CustomViT, TorchvisionViT
+
+__all__ = ["CustomViT", "DigitsViT", "Layout", "ModelAdapter", "TorchvisionViT"]

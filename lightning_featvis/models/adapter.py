@@ -1,0 +1,105 @@
+"""What every model family provides: a frozen network, its input spec and its token layouts."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from lightning_featvis.errors import FeatvisError
+
+LayoutKind = Literal["tokens", "tokens_transposed", "map", "logits"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the output tensor of one addressable layer is laid out.
+
+    - ``tokens``: ``[B, T, D]`` with ``prefix_tokens`` class/register tokens first (ViT: 1).
+    - ``tokens_transposed``: ``[B, D, T]`` (a Mixer's token-mixing MLP).
+    - ``map``: ``[B, C, H, W]`` (a patch-embedding convolution); patches are ``H*W`` positions.
+    - ``logits``: ``[B, K]`` class scores.
+    """
+
+    kind: LayoutKind
+    prefix_tokens: int = 0
+
+
+class ModelAdapter(ABC):
+    """A model family: builds the frozen network and declares its input spec and layouts.
+
+    Adapters are plain configuration objects (not modules) so that they can be written in
+    YAML and pickled for ``ddp_spawn``; :meth:`build` does the loading.
+    """
+
+    #: channel mean/std the network expects; images are optimised in [0, 1] pixel space
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    #: dotted name of the class-logit layer
+    logits_layer: str = ""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Short model name used in TensorBoard tags and file names."""
+
+    @property
+    @abstractmethod
+    def image_size(self) -> int:
+        """Side of the square input the network takes, in pixels."""
+
+    @abstractmethod
+    def build(self) -> nn.Module:
+        """Return the network with its weights loaded (the caller freezes it)."""
+
+    @abstractmethod
+    def layout(self, layer: str) -> Layout:
+        """Layout of ``layer``'s output (dotted ``named_modules()`` name, ``""`` = the output)."""
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """Map a ``[B, 3, H, W]`` image in [0, 1] to the network's input normalisation."""
+        mean = torch.tensor(self.mean, device=image.device, dtype=image.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=image.device, dtype=image.dtype).view(1, -1, 1, 1)
+        return (image - mean) / std
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a local weights file: a bare state dict, or a Lightning/other checkpoint holding one.
+
+    Lightning checkpoints prefix keys with the attribute that held the network (``net.``,
+    ``model.``); those prefixes are stripped.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FeatvisError(f"checkpoint file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise FeatvisError(f"cannot read checkpoint {path}: {err}") from err
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict):
+        raise FeatvisError(f"checkpoint {path} holds no state dict")
+    for prefix in ("net.", "model."):
+        if obj and all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return obj
+
+
+def load_into(module: nn.Module, path: str | Path) -> nn.Module:
+    """Load a local weights file into ``module``, explaining a mismatch instead of a traceback."""
+    state = load_state_dict_file(path)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0:4]
+        raise FeatvisError(
+            f"checkpoint {path} does not match the model {type(module).__name__}: " + " ".join(first)
+        ) from err
+    return module

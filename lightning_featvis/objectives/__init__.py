@@ -1,0 +1,7 @@
+"""Visualization objectives: LightningModules whose only trainable parameter is the image."""
+
+from lightning_featvis.objectives.base import GroupResult, VisualizationObjective
+from lightning_featvis.objectives.class_logit import ClassLogitObjective
+from lightning_featvis.objectives.neuron import NeuronObjective
+
+__all__ = ["ClassLogitObjective", "GroupResult", "NeuronObjective", "VisualizationObjective"]

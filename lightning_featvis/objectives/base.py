@@ -1,0 +1,296 @@
+"""The base of every visualization objective: a LightningModule whose only parameter is the image."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch.nn.parallel import DistributedDataParallel
+
+from lightning_featvis.callbacks import ImageLogger, ImageWriter
+from lightning_featvis.data import Target, TargetDataModule
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.models.adapter import ModelAdapter
+from lightning_featvis.params import ImageParam, PixelImage
+from lightning_featvis.probe import Probe
+from lightning_featvis.schedule import Octave, linear, locate
+from lightning_featvis.seeding import derive_seed, run_seed
+from lightning_featvis.units import as_tokens, check_unit, select
+
+# Benign by design: the frozen network stays in eval mode; batches describe targets (frozen
+# dataclasses Lightning cannot move, hence our transfer_batch_to_device); GroupSteps knows its
+# exact length and is never split across workers.
+for _message in (
+    r".*module\(s\) in eval mode.*",
+    r".*overridden `transfer_batch_to_device`.*",
+    r".*`IterableDataset` has `__len__` defined.*",
+    r".*does not have many workers.*",
+):
+    warnings.filterwarnings("ignore", message=_message)
+
+
+@dataclass
+class GroupResult:
+    """What a finished group produced (gathered from every rank onto each).
+
+    Attributes:
+        targets: the targets, one per image (padding removed).
+        images: their final canvases ``[N, C, S, S]`` in [0, 1] (clamped), on the CPU.
+        activations: mean selected activation of each target's centre view ``[N]``.
+    """
+
+    targets: list[Target]
+    images: torch.Tensor
+    activations: torch.Tensor
+
+
+def _keep_local_gradients(_state: Any, bucket: torch.distributed.GradBucket) -> torch.futures.Future:
+    """DDP communication hook that does not all-reduce: each rank optimises its own targets,
+    so averaging their image gradients would mix unrelated targets."""
+    future: torch.futures.Future = torch.futures.Future()
+    future.set_result(bucket.buffer())
+    return future
+
+
+class VisualizationObjective(L.LightningModule):
+    """Finds input images that drive units of a frozen network.
+
+    One batch is one optimizer step of one group of targets (see :class:`TargetDataModule`).
+    Subclasses say what to maximise by overriding :meth:`loss` (and optionally :meth:`select`
+    or :meth:`regularization`).
+
+    Args:
+        network: the model adapter (``lightning_featvis.models``); its network is frozen and
+            kept in ``eval()``.
+        octaves: the phases of a render (canvas size, steps, learning rate). Default: 100
+            steps at the model's input size.
+        param: the image parameterization (default: pixels initialised from N(0.7, 1/20)).
+        optimizer: the optimizer, e.g. ``{class_path: torch.optim.Adam, init_args: {lr: 0.05}}``
+            in YAML (default: plain gradient descent, ``SGD(lr=1.0)``).
+    """
+
+    def __init__(
+        self,
+        network: ModelAdapter,
+        octaves: list[Octave] | None = None,
+        param: ImageParam | None = None,
+        optimizer: OptimizerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.net = network.build().eval().requires_grad_(False)
+        self.octaves = octaves or [Octave(steps=100)]
+        for octave in self.octaves:
+            if octave.steps < 1:
+                raise FeatvisError(f"every octave needs steps >= 1, got {octave}")
+            size = octave.size or network.image_size
+            if size < network.image_size:
+                raise FeatvisError(
+                    f"octave canvas size {size} is smaller than the {network.name} input size {network.image_size}"
+                )
+        self.param = param if param is not None else PixelImage()
+        self.optimizer_factory = optimizer
+        # where each target's model-sized view sits in its canvas, as fractions of the free room
+        # (0.5 = centred); PositionalJitter moves it
+        self.view_position = torch.full((0, 2), 0.5)
+        self.targets: tuple[Target | None, ...] = ()
+        self._group: int | None = None
+        self._octave: int | None = None
+        # the frozen network is not saved with checkpoints (see on_save_checkpoint)
+        self.strict_loading = False
+
+    # --- what subclasses customise -------------------------------------------------------
+
+    @property
+    def default_layer(self) -> str | None:
+        """Layer for targets that name none."""
+        return None
+
+    def select(self, acts: dict[str, torch.Tensor], target: Target) -> torch.Tensor:
+        """The activations ``target`` names, ``[B, N]`` (B: this target's views)."""
+        return select(acts[target.layer], self.network.layout(target.layer), target.unit)
+
+    @abstractmethod
+    def loss(self, selected: torch.Tensor) -> torch.Tensor:
+        """Loss to minimise per view, ``[B]``, from selected activations ``[B, N]`` (float32)."""
+
+    def regularization(self, view: torch.Tensor) -> torch.Tensor:
+        """Extra loss per view ``[B]`` computed on the model-sized views ``[B, C, s, s]``."""
+        return view.new_zeros(view.shape[0])
+
+    # --- geometry --------------------------------------------------------------------------
+
+    @property
+    def steps_per_target(self) -> int:
+        return sum(octave.steps for octave in self.octaves)
+
+    def canvas_size(self, octave: int) -> int:
+        return self.octaves[octave].size or self.network.image_size
+
+    def view_offsets(self) -> list[tuple[int, int]]:
+        """Top-left ``(y, x)`` of each target's model-sized view in its canvas."""
+        room = self.param.size - self.network.image_size
+        return [
+            (min(int(fy * (room + 1)), room), min(int(fx * (room + 1)), room))
+            for fy, fx in self.view_position.tolist()
+        ]
+
+    def crop(self, image: torch.Tensor, offsets: list[tuple[int, int]]) -> torch.Tensor:
+        """Model-sized views ``[G, C, s, s]`` of canvases ``[G, C, S, S]`` at ``offsets``."""
+        s = self.network.image_size
+        if image.shape[-1] == s:
+            return image
+        return torch.stack([image[i, :, y : y + s, x : x + s] for i, (y, x) in enumerate(offsets)])
+
+    # --- the forward pass ------------------------------------------------------------------
+
+    def activations(self, view: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Outputs of ``layers`` for views ``[B, C, s, s]`` in [0, 1]; stops after the last one."""
+        return Probe(self.net, layers)(self.network.normalize(view))
+
+    def target_losses(self, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-target loss and mean selected activation, both ``[G]``; padding slots give 0."""
+        layers = sorted({t.layer for t in self.targets if t is not None})
+        acts = self.activations(view, layers)
+        losses, means = [], []
+        for i, target in enumerate(self.targets):
+            if target is None:
+                losses.append(view.new_zeros(()))
+                means.append(view.new_zeros(()))
+                continue
+            chosen = self.select({k: v[i : i + 1] for k, v in acts.items()}, target).float()
+            losses.append(self.loss(chosen)[0])
+            means.append(chosen.detach().mean())
+        return torch.stack(losses) + self.regularization(view), torch.stack(means)
+
+    def valid(self) -> torch.Tensor:
+        return torch.tensor([t is not None for t in self.targets], device=self.device)
+
+    # --- Lightning hooks -----------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        if not isinstance(datamodule, TargetDataModule):
+            raise FeatvisError("visualization objectives take their targets from a TargetDataModule (data: ...)")
+        self.check_targets(datamodule.targets)
+        self.param.allocate(datamodule.group_size, max(self.canvas_size(i) for i in range(len(self.octaves))))
+        self.view_position = torch.full((datamodule.group_size, 2), 0.5)
+
+    def check_targets(self, targets: list[Target]) -> None:
+        """Fail before the first step if a target names an unknown layer or an index out of range."""
+        layers = sorted({t.layer for t in targets})
+        s = self.network.image_size
+        with torch.no_grad():
+            acts = Probe(self.net, layers, stop=False)(torch.zeros(1, 3, s, s))
+        for target in targets:
+            tokens = as_tokens(acts[target.layer], self.network.layout(target.layer))
+            check_unit(target.unit, self.network.layout(target.layer), tuple(tokens.shape), target.layer)
+
+    def train(self, mode: bool = True):
+        # Lightning puts the module in train mode; the frozen network must stay in eval
+        # (dropout off, no batch-norm statistics updates)
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def on_fit_start(self) -> None:
+        model = self.trainer.strategy.model
+        if isinstance(model, DistributedDataParallel):
+            model.register_comm_hook(None, _keep_local_gradients)
+
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        return batch  # a batch holds target descriptions only, no tensors
+
+    def _reset_optimizer_state(self) -> None:
+        for optimizer in self.trainer.optimizers:
+            optimizer.state.clear()
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        step = batch["step"]
+        if step == 0 or batch["group"] != self._group:
+            # a new group: fresh canvases seeded by each target's key, fresh optimizer state
+            self._group, self._octave = batch["group"], 0
+            self.targets = batch["targets"]
+            seed = run_seed()
+            seeds = [derive_seed(seed, "canvas", t.key) if t is not None else None for t in self.targets]
+            self.param.reset_(seeds, self.canvas_size(0))
+            self._reset_optimizer_state()
+        octave, octave_step = locate(self.octaves, step)
+        if octave != self._octave:
+            # the pixel grid changed meaning: resample and restart the optimizer's statistics
+            self._octave = octave
+            self.param.resize_(self.canvas_size(octave))
+            self._reset_optimizer_state()
+        lr = self.octaves[octave].lr
+        if lr is not None:
+            for optimizer in self.trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = linear(lr[0], lr[1], octave_step, self.octaves[octave].steps)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        image = self.param()
+        view = self.crop(image, self.view_offsets())
+        losses, means = self.target_losses(view)
+        valid = self.valid()
+        # a sum, not a mean: each target's gradient must not depend on the group size
+        loss = (losses * valid).sum() + image.sum() * 0.0
+        count = valid.sum().clamp(min=1)
+        self.log("loss", loss.detach() / count, prog_bar=True)
+        self.log("activation", (means * valid).sum() / count, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
+        # runs after the callbacks' on_train_batch_end, so after the blur of the last step
+        if batch["step"] == self.steps_per_target - 1:
+            result = self.finish_group(batch["group"])
+            for callback in self.trainer.callbacks:
+                hook = getattr(callback, "on_target_group_end", None)
+                if hook is not None:
+                    hook(self.trainer, self, result)
+
+    def finish_group(self, group: int) -> GroupResult:
+        """Measure the final canvases and gather every rank's group into one result."""
+        with torch.no_grad():
+            image = self.param().detach().clamp(0, 1)
+            s = self.network.image_size
+            room = image.shape[-1] - s
+            centre = self.crop(image, [(room // 2, room // 2)] * image.shape[0])
+            _, activations = self.target_losses(centre)
+        groups = torch.tensor([group], device=self.device)
+        if self.trainer.world_size > 1:
+            image, activations, groups = (self.all_gather(t) for t in (image, activations, groups))
+            image, activations, groups = image.flatten(0, 1), activations.flatten(0, 1), groups.flatten()
+        all_groups, padding = self.trainer.datamodule.groups, (None,) * len(self.targets)
+        targets = [t for g in groups.tolist() for t in (all_groups[g].targets if g >= 0 else padding)]
+        keep = [i for i, t in enumerate(targets) if t is not None]
+        return GroupResult(
+            targets=[targets[i] for i in keep],
+            images=image[keep].float().cpu(),
+            activations=activations[keep].float().cpu(),
+        )
+
+    def on_train_epoch_end(self) -> None:
+        # one pass over the targets is the whole render
+        self.trainer.should_stop = True
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # results must reach disk and TensorBoard even when a config lists no output callbacks
+        present = {type(cb) for cb in self.trainer.callbacks}
+        return [cb() for cb in (ImageWriter, ImageLogger) if not any(issubclass(p, cb) for p in present)]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = list(self.param.parameters())
+        if self.optimizer_factory is None:
+            return torch.optim.SGD(params, lr=1.0)
+        return self.optimizer_factory(params)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the frozen network is rebuilt from its adapter; only the canvases are state
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("net.")]:
+            del state[key]

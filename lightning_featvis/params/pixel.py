@@ -1,0 +1,71 @@
+"""Pixel parameterization: the canvas values are the trainable pixels themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_featvis.params.base import ImageParam
+
+
+class PixelImage(ImageParam):
+    """Canvases stored as raw pixels ``[G, C, S_max, S_max]``; the active region is the
+    top-left ``S x S`` (pixels outside it get no gradient and so never move).
+
+    Args:
+        init: ``normal`` draws N(``mean``, ``std``) per pixel (the seeds' N(0.7, 1/20));
+            ``uniform`` draws U(``mean`` - ``std``, ``mean`` + ``std``).
+        mean: centre of the initial pixel values.
+        std: spread of the initial pixel values.
+    """
+
+    def __init__(self, init: str = "normal", mean: float = 0.7, std: float = 1 / 20) -> None:
+        super().__init__()
+        if init not in ("normal", "uniform"):
+            raise ValueError(f"init must be 'normal' or 'uniform', got {init!r}")
+        self.init, self.mean, self.std = init, mean, std
+        self.canvas = nn.Parameter(torch.empty(0, self.channels, 0, 0))
+        self._size = 0
+
+    def allocate(self, count: int, max_size: int) -> None:
+        self.canvas = nn.Parameter(torch.zeros(count, self.channels, max_size, max_size))
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def reset_(self, seeds: Sequence[int | None], size: int) -> None:
+        shape = (self.channels, size, size)
+        with torch.no_grad():
+            self.canvas.zero_()
+            for i, seed in enumerate(seeds):
+                if seed is None:
+                    self.canvas[i, :, :size, :size] = self.mean
+                    continue
+                gen = torch.Generator().manual_seed(seed)
+                if self.init == "normal":
+                    values = torch.randn(shape, generator=gen) * self.std + self.mean
+                else:
+                    values = (torch.rand(shape, generator=gen) * 2 - 1) * self.std + self.mean
+                self.canvas[i, :, :size, :size] = values.to(self.canvas.device)
+        self._size = size
+
+    def resize_(self, size: int) -> None:
+        if size == self._size:
+            return
+        with torch.no_grad():
+            current = self.canvas[:, :, : self._size, : self._size]
+            grown = F.interpolate(current, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            self.canvas[:, :, :size, :size] = grown
+        self._size = size
+
+    def forward(self) -> torch.Tensor:
+        return self.canvas[:, :, : self._size, : self._size]
+
+    def update_(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        with torch.no_grad():
+            region = self.canvas[:, :, : self._size, : self._size]
+            region.copy_(fn(region.clone()))

@@ -1,0 +1,172 @@
+"""Units: which activations of a captured layer output a target drives, for every layout.
+
+A unit names neurons (channels) and patches (tokens). Every layout is first viewed as a token
+sequence ``[B, T, D]`` so one selection rule serves ViT blocks (class token first), Mixer token
+MLPs (``[B, D, T]``), patch-embedding maps (``[B, C, H, W]``, patches in row-major order) and
+logits (``[B, K]``, one token whose neurons are the classes). The layout always comes from the
+model adapter, never from the tensor's rank.
+
+Unit specifications are short strings, e.g. ``neuron=5`` (one neuron in all patches),
+``neuron=[0,1,2]`` (three neurons together), ``neuron=5 patch=12`` (one neuron in one patch),
+``patch=12`` (all neurons of one patch), ``class=3`` (a class logit), ``all`` (the whole
+layer), ``neuron=5 cls=1`` (include the class token). A range ``a-b`` expands into one unit
+per value; a bracketed list is one unit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import torch
+
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.models.adapter import Layout
+
+_KEYS = {"neuron": "neurons", "neurons": "neurons", "patch": "patches", "patches": "patches", "class": "class", "cls": "cls"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A selection of activations in one layer.
+
+    Attributes:
+        neurons: channel indices (the ``D`` axis); ``None`` means every neuron.
+        patches: patch-token indices counted from the first patch (class tokens excluded);
+            ``None`` means every patch, ``()`` none (with ``class_token``: the class token alone).
+        class_token: also select the class (prefix) tokens.
+        is_class: the neurons are class logits (only changes the name).
+    """
+
+    neurons: tuple[int, ...] | None = None
+    patches: tuple[int, ...] | None = None
+    class_token: bool = False
+    is_class: bool = False
+
+    @property
+    def name(self) -> str:
+        """A file-name-safe description, e.g. ``neuron5_patch12`` or ``class3``."""
+        parts = []
+        if self.neurons is not None:
+            word = "class" if self.is_class else "neuron"
+            parts.append(f"{word}{self.neurons[0]}" if len(self.neurons) == 1 else f"{word}s{_join(self.neurons)}")
+        if self.patches is not None and self.patches:
+            parts.append(f"patch{self.patches[0]}" if len(self.patches) == 1 else f"patches{_join(self.patches)}")
+        if self.class_token:
+            parts.append("cls")
+        return "_".join(parts) or "all"
+
+
+def _join(values: tuple[int, ...]) -> str:
+    return "+".join(str(v) for v in values)
+
+
+def _parse_value(key: str, text: str) -> list[tuple[int, ...]]:
+    """``5`` -> [(5,)]; ``0-3`` -> [(0,), (1,), (2,), (3,)]; ``[0,2-3]`` -> [(0, 2, 3)]."""
+
+    def ints(item: str) -> list[int]:
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", item.strip())
+        if not m:
+            raise FeatvisError(f"cannot read {key}={text!r}: use an index (5), a range (0-15) or a set ([0,1,2])")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise FeatvisError(f"empty range {key}={text!r}")
+        return list(range(lo, hi + 1))
+
+    if text.startswith("[") and text.endswith("]"):
+        items = [item for item in text[1:-1].split(",") if item.strip()]
+        return [tuple(v for item in items for v in ints(item))]
+    return [(v,) for v in ints(text)]
+
+
+def parse_units(spec: str) -> list[Unit]:
+    """Expand one unit specification (see the module docstring) into units."""
+    spec = spec.strip()
+    if spec in ("", "all"):
+        return [Unit()]
+    axes: dict[str, list] = {}
+    for token in re.findall(r"\w+=\[[^\]]*\]|\S+", spec):
+        key, sep, value = token.partition("=")
+        if not sep or key not in _KEYS:
+            raise FeatvisError(
+                f"cannot read unit {token!r} in {spec!r}; use neuron=, patch=, class=, cls=1 or 'all'"
+            )
+        field = _KEYS[key]
+        if field == "cls":
+            axes["cls"] = [value.lower() in ("1", "true", "yes")]
+        elif field == "patches" and value == "cls":
+            axes["patches"], axes["cls"] = [()], [True]
+        else:
+            axes[field] = _parse_value(key, value)
+    if "class" in axes and ("neurons" in axes or "patches" in axes):
+        raise FeatvisError(f"{spec!r}: class= cannot be combined with neuron= or patch=")
+    fields = list(axes)
+    units = []
+    for combo in itertools.product(*(axes[f] for f in fields)):
+        values = dict(zip(fields, combo))
+        if "class" in values:
+            units.append(Unit(neurons=values["class"], is_class=True))
+        else:
+            units.append(
+                Unit(
+                    neurons=values.get("neurons"),
+                    patches=values.get("patches"),
+                    class_token=values.get("cls", False),
+                )
+            )
+    return units
+
+
+def as_tokens(acts: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """View a layer output as a token sequence ``[B, T, D]`` according to ``layout``."""
+    if layout.kind == "tokens":
+        return acts
+    if layout.kind == "tokens_transposed":
+        return acts.transpose(1, 2)
+    if layout.kind == "map":
+        return acts.flatten(2).transpose(1, 2)
+    if layout.kind == "logits":
+        return acts.unsqueeze(1)
+    raise FeatvisError(f"unknown layout {layout.kind!r}")
+
+
+def check_unit(unit: Unit, layout: Layout, tokens_shape: tuple[int, ...], layer: str = "") -> None:
+    """Raise a FeatvisError naming the valid range if ``unit`` does not fit the layer.
+
+    Args:
+        tokens_shape: the ``[B, T, D]`` shape of the layer output viewed as tokens.
+    """
+    _, num_tokens, width = tokens_shape
+    num_patches = num_tokens - layout.prefix_tokens
+    where = f"layer {layer!r}" if layer else "this layer"
+    if unit.is_class and layout.kind != "logits":
+        raise FeatvisError(f"class= needs a logits layer, but {where} outputs {layout.kind}")
+    for n in unit.neurons or ():
+        if not 0 <= n < width:
+            word = "class" if unit.is_class else "neuron"
+            raise FeatvisError(f"{word} {n} is out of range for {where}: valid {word}s are 0-{width - 1}")
+    for p in unit.patches or ():
+        if not 0 <= p < num_patches:
+            raise FeatvisError(f"patch {p} is out of range for {where}: valid patches are 0-{num_patches - 1}")
+    if unit.class_token and layout.prefix_tokens == 0:
+        raise FeatvisError(f"{where} has no class token ({layout.kind} layout); drop cls=")
+
+
+def select(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
+    """The activations ``unit`` names in a layer output, flattened to ``[B, N]``.
+
+    Class tokens are left out unless ``unit.class_token`` is set.
+    """
+    tokens = as_tokens(acts, layout)
+    prefix = layout.prefix_tokens
+    if unit.patches is None:
+        first = 0 if unit.class_token else prefix
+        tokens = tokens[:, first:]
+    else:
+        index = list(range(prefix)) if unit.class_token else []
+        index += [prefix + p for p in unit.patches]
+        tokens = tokens[:, index]
+    if unit.neurons is not None:
+        tokens = tokens[..., list(unit.neurons)]
+    return tokens.flatten(1)

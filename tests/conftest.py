@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny random-weight models and a helper that renders targets in-process."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from lightning_featvis import GaussianBlur, PositionalJitter, TargetDataModule
+from lightning_featvis.models import CustomViT
+
+torch.set_num_threads(1)  # tiny models: one thread is fastest and immune to core contention
+
+
+def tiny_vit(**overrides) -> CustomViT:
+    """A 16 px ViT with 4x4 patches of 4 px (16 patches + class token), width 16, 2 blocks."""
+    config = dict(image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5)
+    config.update(overrides)
+    return CustomViT(**config)
+
+
+@pytest.fixture
+def tiny(tmp_path_factory):
+    """A tiny ViT with fixed random weights (a checkpoint file), head included: torchvision
+    starts the head at zero, which would leave class logits constant."""
+    torch.manual_seed(0)
+    net = tiny_vit().build()
+    torch.nn.init.normal_(net.heads.head.weight, std=0.5)
+    path = tmp_path_factory.mktemp("tiny") / "tiny_vit.pt"
+    torch.save(net.state_dict(), path)
+    return tiny_vit(checkpoint=str(path))
+
+
+class Collector(L.Callback):
+    """Keeps every finished group's result."""
+
+    def __init__(self):
+        self.results = []
+
+    def on_target_group_end(self, trainer, pl_module, result):
+        self.results.append(result)
+
+    def images(self) -> dict[str, torch.Tensor]:
+        return {t.key: img for r in self.results for t, img in zip(r.targets, r.images)}
+
+    def activations(self) -> dict[str, float]:
+        return {t.key: float(a) for r in self.results for t, a in zip(r.targets, r.activations)}
+
+
+def render(objective, targets, root, group_size=8, callbacks=None, seed=0, **trainer_kwargs):
+    """Fit ``objective`` on ``targets``; return the Collector holding the results."""
+    L.seed_everything(seed, verbose=False)
+    collector = Collector()
+    if callbacks is None:
+        callbacks = [PositionalJitter(), GaussianBlur(sigma=[[1.0, 0.5]])]
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=root,
+        max_epochs=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=False,
+    )
+    trainer = L.Trainer(callbacks=[*callbacks, collector], **{**options, **trainer_kwargs})
+    trainer.fit(objective, datamodule=TargetDataModule(targets, group_size=group_size))
+    return collector

@@ -1,0 +1,91 @@
+"""Objectives raise their targets, keep the network frozen, and are reproducible."""
+
+import csv
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+
+from conftest import render
+from lightning_featvis import ClassLogitObjective, ImageWriter, NeuronObjective, Octave
+from lightning_featvis.examples.suppress import SuppressObjective
+
+BLOCK1 = "encoder.layers.encoder_layer_1"
+
+
+class FirstActivation(L.Callback):
+    """The logged mean activation of the first step: the initial canvas's."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 0:
+            self.value = float(trainer.callback_metrics["activation"])
+
+
+def test_neuron_activation_rises(tiny, tmp_path):
+    first = FirstActivation()
+    objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=30, lr=(0.05, 0.02))])
+    got = render(objective, ["neuron=3", "neuron=5 patch=6", "patch=2"], tmp_path, callbacks=[first])
+    final = got.activations()
+    assert set(final) == {f"{BLOCK1}:neuron3", f"{BLOCK1}:neuron5_patch6", f"{BLOCK1}:patch2"}
+    assert min(final.values()) > first.value + 1.0
+
+
+def test_class_logit_rises_with_both_loss_forms(tiny, tmp_path):
+    for form in ("l1", "mean"):
+        first = FirstActivation()
+        objective = ClassLogitObjective(tiny, loss_form=form, octaves=[Octave(steps=20, lr=(0.05, 0.05))])
+        got = render(objective, ["class=2"], tmp_path, callbacks=[first]).activations()
+        assert got["heads.head:class2"] > first.value + 1.0
+
+
+def test_network_stays_frozen_and_in_eval(tiny, tmp_path):
+    objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=3)])
+    before = {k: v.clone() for k, v in objective.net.state_dict().items()}
+    render(objective, ["neuron=0"], tmp_path)
+    assert not objective.net.training and all(not p.requires_grad for p in objective.net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in objective.net.state_dict().items())
+    assert [p is objective.param.canvas for p in objective.trainer.optimizers[0].param_groups[0]["params"]] == [True]
+
+
+def test_same_seed_same_images_whatever_the_grouping(tiny, tmp_path):
+    def run(seed, group_size):
+        objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=4, lr=(0.05, 0.05)), Octave(steps=4, size=24)])
+        return render(objective, ["neuron=0-2"], tmp_path, group_size=group_size, seed=seed).images()
+
+    a, b, c, d = run(0, 3), run(0, 3), run(0, 1), run(1, 3)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(a[k], c[k], atol=1e-5) for k in a)
+    assert all(not torch.allclose(a[k], d[k], atol=1e-3) for k in a)
+
+
+def test_writer_saves_every_target_with_a_manifest(tiny, tmp_path):
+    objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=2), Octave(steps=2, size=20)])
+    got = render(objective, ["neuron=0-2", "heads.head:class=1"], tmp_path, group_size=2, callbacks=[ImageWriter()])
+    folder = tmp_path / "images"
+    rows = list(csv.DictReader(open(folder / "manifest.csv")))
+    assert [r["file"] for r in rows] == [
+        f"{BLOCK1}__neuron0.png", f"{BLOCK1}__neuron1.png", f"{BLOCK1}__neuron2.png", "heads.head__class1.png"
+    ]
+    acts = got.activations()
+    for row in rows:
+        assert abs(float(row["activation"]) - acts[row["target"]]) < 1e-4
+        png = np.asarray(Image.open(folder / row["file"]))
+        assert png.shape == (20, 20, 3)
+        expected = got.images()[row["target"]].mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        assert np.abs(png.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_checkpoints_hold_the_canvas_not_the_network(tiny, tmp_path):
+    objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=2)])
+    render(objective, ["neuron=0"], tmp_path, enable_checkpointing=True)
+    (ckpt,) = tmp_path.rglob("*.ckpt")
+    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    assert list(state) == ["param.canvas"]
+
+
+def test_subclass_overriding_loss_lowers_the_unit(tiny, tmp_path):
+    first = FirstActivation()
+    objective = SuppressObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=20, lr=(0.5, 0.5))])
+    got = render(objective, ["neuron=3"], tmp_path, callbacks=[first]).activations()
+    assert got[f"{BLOCK1}:neuron3"] < first.value - 0.5
