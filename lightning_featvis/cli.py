@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import sys
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.layers import describe_layers, format_layers
+
+
+class FeatvisTrainer(L.Trainer):
+    """The Lightning Trainer plus the ``featvis layers`` subcommand."""
+
+    def layers(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None) -> None:
+        """Print every addressable layer of the config's model with output shape and layout."""
+        network = getattr(model, "network", None)
+        if network is None:
+            raise FeatvisError(f"{type(model).__name__} has no model adapter (model.network) to list layers of")
+        print(f"{network.name}: input [1, 3, {network.image_size}, {network.image_size}]")
+        print(format_layers(describe_layers(network)))
 
 
 class FeatvisCLI(LightningCLI):
     """LightningCLI with this project's defaults: objectives bring their own optimizer, the
-    run is seeded (seed 0 unless ``--seed_everything`` says otherwise) and is one epoch."""
+    run is seeded (seed 0 unless ``--seed_everything`` says otherwise) and is one epoch; and
+    one more subcommand, ``layers``."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "layers": {"model", "datamodule"}}
 
     def __init__(self, args=None, **kwargs) -> None:
+        kwargs.setdefault("trainer_class", FeatvisTrainer)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("auto_configure_optimizers", False)
@@ -23,12 +43,25 @@ class FeatvisCLI(LightningCLI):
         super().__init__(args=args, **kwargs)
 
 
-def main(args: list[str] | None = None) -> FeatvisCLI | None:
+def _featvis_error(err: BaseException) -> FeatvisError | None:
+    """The FeatvisError behind ``err``: the argument parser wraps errors raised while it
+    instantiates classes, keeping the original on the exception chain."""
+    while err is not None:
+        if isinstance(err, FeatvisError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def main(args: list[str] | None = None) -> None:
     """Entry point of ``featvis``; bad input ends with one message, not a traceback."""
     try:
-        return FeatvisCLI(args=args)
-    except FeatvisError as err:
-        print(f"featvis: error: {err}", file=sys.stderr)
+        FeatvisCLI(args=args)
+    except Exception as err:
+        cause = _featvis_error(err)
+        if cause is None:
+            raise
+        print(f"featvis: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

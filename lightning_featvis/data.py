@@ -90,12 +90,17 @@ class TargetDataModule(L.LightningDataModule):
 
     def __init__(self, targets: list[str] | str = "neuron=0", group_size: int = 16) -> None:
         super().__init__()
-        if group_size < 1:
-            raise FeatvisError(f"group_size must be >= 1, got {group_size}")
-        self.specs = targets
-        self.targets = parse_targets(targets)
-        self.group_size = min(group_size, len(self.targets))
+        self.specs, self.requested_group_size = targets, group_size
+        self.targets: list[Target] = []
+        self.group_size = 0
         self.groups: list[TargetGroup] = []
+
+    def parse(self) -> None:
+        """Read the target specifications (in setup: the CLI's parser would wrap errors here)."""
+        if self.requested_group_size < 1:
+            raise FeatvisError(f"group_size must be >= 1, got {self.requested_group_size}")
+        self.targets = parse_targets(self.specs)
+        self.group_size = min(self.requested_group_size, len(self.targets))
 
     def resolve_layers(self, default_layer: str | None) -> None:
         """Give targets without a layer the objective's default layer."""
@@ -114,6 +119,7 @@ class TargetDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         objective = self.trainer.lightning_module
+        self.parse()
         self.resolve_layers(getattr(objective, "default_layer", None))
         self.groups = self.make_groups()
 

@@ -145,7 +145,7 @@ def check_unit(unit: Unit, layout: Layout, tokens_shape: tuple[int, ...], layer:
     for n in unit.neurons or ():
         if not 0 <= n < width:
             word = "class" if unit.is_class else "neuron"
-            raise FeatvisError(f"{word} {n} is out of range for {where}: valid {word}s are 0-{width - 1}")
+            raise FeatvisError(f"{word} {n} is out of range for {where}: valid {word}{'es' if unit.is_class else 's'} are 0-{width - 1}")
     for p in unit.patches or ():
         if not 0 <= p < num_patches:
             raise FeatvisError(f"patch {p} is out of range for {where}: valid patches are 0-{num_patches - 1}")

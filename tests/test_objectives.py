@@ -41,7 +41,7 @@ def test_class_logit_rises_with_both_loss_forms(tiny, tmp_path):
 
 def test_network_stays_frozen_and_in_eval(tiny, tmp_path):
     objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=3)])
-    before = {k: v.clone() for k, v in objective.net.state_dict().items()}
+    before = {k: v.clone() for k, v in objective.build_network().state_dict().items()}
     render(objective, ["neuron=0"], tmp_path)
     assert not objective.net.training and all(not p.requires_grad for p in objective.net.parameters())
     assert all(torch.equal(before[k], v) for k, v in objective.net.state_dict().items())
@@ -89,3 +89,11 @@ def test_subclass_overriding_loss_lowers_the_unit(tiny, tmp_path):
     objective = SuppressObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=20, lr=(0.5, 0.5))])
     got = render(objective, ["neuron=3"], tmp_path, callbacks=[first]).activations()
     assert got[f"{BLOCK1}:neuron3"] < first.value - 0.5
+
+
+def test_bf16_mixed_autocasts_the_model_but_keeps_the_image_float32(tiny, tmp_path):
+    first = FirstActivation()
+    objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=30, lr=(0.05, 0.02))])
+    got = render(objective, ["neuron=3"], tmp_path, callbacks=[first], precision="bf16-mixed")
+    assert objective.param.canvas.dtype == torch.float32
+    assert got.activations()[f"{BLOCK1}:neuron3"] > first.value + 1.0

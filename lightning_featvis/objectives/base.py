@@ -49,9 +49,10 @@ class GroupResult:
     activations: torch.Tensor
 
 
-def _keep_local_gradients(_state: Any, bucket: torch.distributed.GradBucket) -> torch.futures.Future:
+def _keep_local_gradients(_state, bucket):
     """DDP communication hook that does not all-reduce: each rank optimises its own targets,
-    so averaging their image gradients would mix unrelated targets."""
+    so averaging their image gradients would mix unrelated targets. (No annotations: DDP checks
+    them against ``GradBucket`` and this module's postponed annotations are strings.)"""
     future: torch.futures.Future = torch.futures.Future()
     future.set_result(bucket.buffer())
     return future
@@ -82,17 +83,12 @@ class VisualizationObjective(L.LightningModule):
         optimizer: OptimizerCallable | None = None,
     ) -> None:
         super().__init__()
+        # construction stays cheap and never fails: the network is built and everything is
+        # checked in setup(), where errors reach the user as themselves (the CLI's argument
+        # parser would wrap errors raised here into an unreadable one)
         self.network = network
-        self.net = network.build().eval().requires_grad_(False)
+        self.net: torch.nn.Module | None = None
         self.octaves = octaves or [Octave(steps=100)]
-        for octave in self.octaves:
-            if octave.steps < 1:
-                raise FeatvisError(f"every octave needs steps >= 1, got {octave}")
-            size = octave.size or network.image_size
-            if size < network.image_size:
-                raise FeatvisError(
-                    f"octave canvas size {size} is smaller than the {network.name} input size {network.image_size}"
-                )
         self.param = param if param is not None else PixelImage()
         self.optimizer_factory = optimizer
         # where each target's model-sized view sits in its canvas, as fractions of the free room
@@ -173,10 +169,26 @@ class VisualizationObjective(L.LightningModule):
 
     # --- Lightning hooks -----------------------------------------------------------------
 
+    def build_network(self) -> torch.nn.Module:
+        """Build (once) the frozen network: ``eval()``, no gradients for its weights."""
+        if self.net is None:
+            self.net = self.network.build().eval().requires_grad_(False)
+        return self.net
+
+    def check_octaves(self) -> None:
+        size = self.network.image_size
+        for octave in self.octaves:
+            if octave.steps < 1:
+                raise FeatvisError(f"every octave needs steps >= 1, got {octave}")
+            if (octave.size or size) < size:
+                raise FeatvisError(f"octave canvas size {octave.size} is smaller than the {self.network.name} input size {size}")
+
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule
         if not isinstance(datamodule, TargetDataModule):
             raise FeatvisError("visualization objectives take their targets from a TargetDataModule (data: ...)")
+        self.check_octaves()
+        self.build_network()
         self.check_targets(datamodule.targets)
         self.param.allocate(datamodule.group_size, max(self.canvas_size(i) for i in range(len(self.octaves))))
         self.view_position = torch.full((datamodule.group_size, 2), 0.5)
@@ -195,7 +207,8 @@ class VisualizationObjective(L.LightningModule):
         # Lightning puts the module in train mode; the frozen network must stay in eval
         # (dropout off, no batch-norm statistics updates)
         super().train(mode)
-        self.net.eval()
+        if self.net is not None:
+            self.net.eval()
         return self
 
     def on_fit_start(self) -> None:

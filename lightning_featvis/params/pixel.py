@@ -37,6 +37,15 @@ class PixelImage(ImageParam):
     def size(self) -> int:
         return self._size
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a module that never ran setup (ddp_spawn's parent process, a resumed run) has no
+        # storage yet: take the saved canvases' shape before copying them in
+        saved = state_dict.get(prefix + "canvas")
+        if saved is not None and saved.shape != self.canvas.shape:
+            self.canvas = nn.Parameter(torch.zeros_like(saved, device=self.canvas.device))
+            self._size = saved.shape[-1]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def reset_(self, seeds: Sequence[int | None], size: int) -> None:
         shape = (self.channels, size, size)
         with torch.no_grad():

@@ -1,0 +1,48 @@
+"""List every addressable layer of a model with its output shape and token layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lightning_featvis.models.adapter import ModelAdapter
+from lightning_featvis.probe import Probe
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One addressable module: dotted name, class name, output shape for one image, layout."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    layout: str
+
+
+def describe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
+    """Run one blank image through ``adapter``'s network (random or loaded weights alike) and
+    describe every module whose output holds a tensor, in forward order."""
+    net = adapter.build().eval()
+    names = [name for name, _ in net.named_modules() if name]
+    s = adapter.image_size
+    with torch.no_grad():
+        outputs = Probe(net, names + [""], stop=False)(torch.zeros(1, 3, s, s))
+    modules = dict(net.named_modules())
+    infos = []
+    for name, output in outputs.items():
+        layout = adapter.layout(name)
+        described = layout.kind + (f" ({layout.prefix_tokens} class token)" if layout.prefix_tokens else "")
+        kind = type(modules[name]).__name__
+        infos.append(LayerInfo(name or "(output)", kind, tuple(output.shape), described))
+    return infos
+
+
+def format_layers(infos: list[LayerInfo]) -> str:
+    """A plain-text table of :func:`describe_layers`' result."""
+    rows = [("layer", "module", "output shape", "layout")]
+    rows += [(i.name, i.kind, "[" + ", ".join(map(str, i.shape)) + "]", i.layout) for i in infos]
+    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+    return "\n".join(
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip() for row in rows
+    )

@@ -1,0 +1,94 @@
+"""The featvis command: every shipped config runs offline, and bad input gives one message."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lightning_featvis.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def offline(config: dict, tmp_path: Path) -> dict:
+    """The same config without downloads or writes outside tmp_path, one target per group."""
+    model = config["model"]["init_args"]
+    network = model.get("network", {}).get("init_args", {})
+    if "weights" in network:
+        network["weights"] = None  # random weights: pretrained ones cannot be downloaded here
+    if "export" in model:
+        model["export"] = str(tmp_path / "exported.pt")
+    data = config["data"].setdefault("init_args", {})
+    if "group_size" in data:
+        data["group_size"] = 1
+    return config
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
+def test_every_config_runs_two_steps_offline(path, tmp_path):
+    config = offline(yaml.safe_load(path.read_text()), tmp_path)
+    patched = tmp_path / path.name
+    patched.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(patched), "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+          f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"])
+    assert list(tmp_path.rglob("events.out.tfevents*"))
+
+
+def test_unknown_layer_is_one_message_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.models.DigitsViT",
+              "--model.layer=encoder.layers.encoder_layer_9", "--data=lightning_featvis.TargetDataModule",
+              "--data.targets=[neuron=0]", f"--trainer.default_root_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown layer 'encoder.layers.encoder_layer_9'" in err and "encoder.layers.encoder_layer_3" in err
+    assert "Traceback" not in err
+
+
+def test_index_out_of_range_names_the_range(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model=lightning_featvis.ClassLogitObjective", "--model.network=lightning_featvis.models.DigitsViT",
+              "--data=lightning_featvis.TargetDataModule", "--data.targets=[class=12]",
+              f"--trainer.default_root_dir={tmp_path}"])
+    assert "valid classs are 0-9" not in (err := capsys.readouterr().err) and "valid classes are 0-9" in err
+
+
+def test_unknown_model_name_lists_the_choices(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.models.TorchvisionViT",
+              "--model.network.name=vit_q", "--data=lightning_featvis.TargetDataModule", f"--trainer.default_root_dir={tmp_path}"])
+    assert "unknown torchvision ViT 'vit_q'; choose one of vit_b_16" in capsys.readouterr().err
+
+
+def test_layers_lists_names_shapes_and_layouts(capsys):
+    main(["layers", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.models.DigitsViT",
+          "--data=lightning_featvis.TargetDataModule"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "digits_vit: input [1, 3, 32, 32]"
+    rows = {line.split()[0]: line.split(None, 2)[2] for line in lines[2:]}
+    assert rows["conv_proj"].startswith("[1, 64, 8, 8]") and rows["conv_proj"].endswith("map")
+    assert rows["encoder.layers.encoder_layer_3.mlp.0"] == "[1, 65, 256]   tokens (1 class token)"
+    assert rows["heads.head"].endswith("logits")
+
+
+def test_quickstart_writes_pngs_and_tensorboard_images(tmp_path):
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
+          "--model.init_args.octaves=[{steps: 3}, {steps: 3, size: 48}]", "--trainer.enable_progress_bar=false"])
+    folder = next(tmp_path.rglob("images"))
+    pngs = sorted(folder.glob("*.png"))
+    assert "heads.head__class0.png" in {p.name for p in pngs} and len(pngs) >= 11
+    for png in pngs:
+        pixels = np.asarray(Image.open(png))
+        assert pixels.shape == (48, 48, 3) and pixels.std() > 0
+    (events,) = tmp_path.rglob("events.out.tfevents*")
+    accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()["images"]
+    assert {"digits_vit/heads.head/class0", "digits_vit/final", "digits_vit/progress"} <= set(tags)
+    (summary,) = accumulator.Images("digits_vit/heads.head/class0")
+    assert (summary.width, summary.height) == (48, 48) and summary.encoded_image_string.startswith(b"\x89PNG")

@@ -1,0 +1,63 @@
+"""Model loading: names, weights enums, local checkpoint files, and clear errors offline."""
+
+import urllib.error
+
+import pytest
+import torch
+
+from conftest import tiny_vit
+from lightning_featvis import FeatvisError
+from lightning_featvis.models import TorchvisionViT
+
+
+def test_custom_vit_round_trips_through_a_checkpoint_file(tmp_path):
+    torch.manual_seed(0)
+    net = tiny_vit().build().eval()
+    x = torch.rand(2, 3, 16, 16)
+    plain, lightning_style = tmp_path / "plain.pt", tmp_path / "lightning.ckpt"
+    torch.save(net.state_dict(), plain)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, lightning_style)
+    for path in (plain, lightning_style):
+        loaded = tiny_vit(checkpoint=str(path)).build().eval()
+        torch.testing.assert_close(loaded(x), net(x))
+
+
+def test_a_checkpoint_of_another_model_is_refused_clearly(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save(tiny_vit(hidden_dim=8, mlp_dim=16).build().state_dict(), path)
+    with pytest.raises(FeatvisError, match="does not match"):
+        tiny_vit(checkpoint=str(path)).build()
+    with pytest.raises(FeatvisError, match="not found"):
+        tiny_vit(checkpoint=str(tmp_path / "missing.pt")).build()
+
+
+def test_torchvision_vit_names_and_weights_are_checked():
+    with pytest.raises(FeatvisError, match="vit_b_16, vit_b_32"):
+        TorchvisionViT("vit_q_7")
+    with pytest.raises(FeatvisError, match="IMAGENET1K_SWAG_E2E_V1"):
+        TorchvisionViT("vit_l_16", weights="IMAGENET1K_V9")
+
+
+def test_weights_set_the_input_size():
+    assert TorchvisionViT("vit_b_32", weights="IMAGENET1K_V1").image_size == 224
+    assert TorchvisionViT("vit_l_16", weights="IMAGENET1K_SWAG_E2E_V1").image_size == 512
+    assert TorchvisionViT("vit_l_16", weights="IMAGENET1K_SWAG_LINEAR_V1").image_size == 224
+
+
+def test_offline_download_failure_explains_the_local_file_option(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(FeatvisError, match=r"checkpoint: /path/to/vit_b_32-d86f8d99\.pth"):
+        TorchvisionViT("vit_b_32", weights="IMAGENET1K_V1").build()
+
+
+def test_named_vit_loads_a_local_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    adapter = TorchvisionViT("vit_b_32")
+    net = adapter.build().eval()
+    path = tmp_path / "vit_b_32.pth"
+    torch.save(net.state_dict(), path)
+    loaded = TorchvisionViT("vit_b_32", checkpoint=str(path)).build().eval()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
