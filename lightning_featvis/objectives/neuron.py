@@ -22,6 +22,10 @@ class NeuronObjective(VisualizationObjective):
         loss_form: ``l1`` minimises ``sum |C - z|`` over the selected activations z (the seeds'
             L1 distance to a large constant); ``mean`` maximises their mean.
         constant: the constant ``C`` of the ``l1`` form.
+        reduction: how the ``l1`` form combines the selected activations: ``sum`` (the seeds'
+            formula; gradients grow with the unit's size, e.g. 64x for a neuron in all 64
+            patches) or ``mean`` (comparable step sizes for units of any size, so one learning
+            rate suits class logits and whole-layer units in the same run).
         scale: multiplies the loss (the seeds' scripts scale by 20).
     """
 
@@ -31,6 +35,7 @@ class NeuronObjective(VisualizationObjective):
         layer: str | None = None,
         loss_form: Literal["l1", "mean"] = "l1",
         constant: float = 200.0,
+        reduction: Literal["sum", "mean"] = "sum",
         scale: float = 1.0,
         octaves: list[Octave] | None = None,
         param: ImageParam | None = None,
@@ -38,6 +43,7 @@ class NeuronObjective(VisualizationObjective):
     ) -> None:
         super().__init__(network=network, octaves=octaves, param=param, optimizer=optimizer)
         self.layer, self.loss_form, self.constant, self.scale = layer, loss_form, constant, scale
+        self.reduction = reduction
 
     @property
     def default_layer(self) -> str | None:
@@ -45,5 +51,6 @@ class NeuronObjective(VisualizationObjective):
 
     def loss(self, selected: torch.Tensor) -> torch.Tensor:
         if self.loss_form == "l1":
-            return self.scale * (self.constant - selected).abs().sum(dim=1)
+            distance = (self.constant - selected).abs()
+            return self.scale * (distance.sum(dim=1) if self.reduction == "sum" else distance.mean(dim=1))
         return -self.scale * selected.mean(dim=1)
