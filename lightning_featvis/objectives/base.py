@@ -97,6 +97,7 @@ class VisualizationObjective(L.LightningModule):
         self.targets: tuple[Target | None, ...] = ()
         self._group: int | None = None
         self._octave: int | None = None
+        self._probes: dict[tuple[str, ...], Probe] = {}
         # the frozen network is not saved with checkpoints (see on_save_checkpoint)
         self.strict_loading = False
 
@@ -147,7 +148,10 @@ class VisualizationObjective(L.LightningModule):
 
     def activations(self, view: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         """Outputs of ``layers`` for views ``[B, C, s, s]`` in [0, 1]; stops after the last one."""
-        return Probe(self.net, layers)(self.network.normalize(view))
+        key = tuple(layers)
+        if key not in self._probes:  # a group's layers are fixed: look the modules up once
+            self._probes[key] = Probe(self.net, layers)
+        return self._probes[key](self.network.normalize(view))
 
     def target_losses(self, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-target loss and mean selected activation, both ``[G]``; padding slots give 0."""
@@ -251,7 +255,10 @@ class VisualizationObjective(L.LightningModule):
         losses, means = self.target_losses(view)
         valid = self.valid()
         # a sum, not a mean: each target's gradient must not depend on the group size
-        loss = (losses * valid).sum() + image.sum() * 0.0
+        loss = (losses * valid).sum()
+        if not valid.any():
+            # a padding-only group (uneven shards): keep the canvas in the graph for DDP
+            loss = loss + image.sum() * 0.0
         count = valid.sum().clamp(min=1)
         self.log("loss", loss.detach() / count, prog_bar=True)
         self.log("activation", (means * valid).sum() / count, prog_bar=True)
