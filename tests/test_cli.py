@@ -92,3 +92,20 @@ def test_quickstart_writes_pngs_and_tensorboard_images(tmp_path):
     assert {"digits_vit/heads.head/class0", "digits_vit/final", "digits_vit/progress"} <= set(tags)
     (summary,) = accumulator.Images("digits_vit/heads.head/class0")
     assert (summary.width, summary.height) == (48, 48) and summary.encoded_image_string.startswith(b"\x89PNG")
+
+
+def test_own_objective_runs_by_class_path(tmp_path):
+    main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
+          "--model.class_path=lightning_featvis.examples.suppress.SuppressObjective",
+          "--model.init_args.octaves=[{steps: 2}, {steps: 2, size: 40}]", "--data.init_args.targets=[encoder.layers.encoder_layer_3:neuron=0]",
+          "--trainer.enable_progress_bar=false"])
+    (config,) = tmp_path.rglob("config.yaml")
+    assert yaml.safe_load(config.read_text())["model"]["class_path"] == "lightning_featvis.examples.suppress.SuppressObjective"
+    assert (next(tmp_path.rglob("images")) / "encoder.layers.encoder_layer_3__neuron0.png").is_file()
+
+
+def test_blur_schedule_must_fit_the_octaves(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
+              "--model.init_args.octaves=[{steps: 2}]"])
+    assert "2 sigma pairs for 1 octave(s): give one [start, end] pair for all octaves" in capsys.readouterr().err

@@ -30,7 +30,10 @@ class GaussianBlur(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         octaves = len(pl_module.octaves)
         if len(self.sigma) not in (1, octaves):
-            raise FeatvisError(f"GaussianBlur has {len(self.sigma)} sigma pairs for {octaves} octaves: give 1 or {octaves}")
+            raise FeatvisError(
+                f"GaussianBlur has {len(self.sigma)} sigma pairs for {octaves} octave(s): "
+                f"give one [start, end] pair for all octaves, or one per octave"
+            )
 
     def sigma_at(self, octaves: list, step: int) -> float:
         """Blur sigma after step ``step`` of a group (0-based)."""
