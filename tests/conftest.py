@@ -47,6 +47,14 @@ class Collector(L.Callback):
         return {t.key: float(a) for r in self.results for t, a in zip(r.targets, r.activations)}
 
 
+class FirstActivation(L.Callback):
+    """The logged mean activation of the first step: the initial canvas's."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 0:
+            self.value = float(trainer.callback_metrics["activation"])
+
+
 def render(objective, targets, root, group_size=8, callbacks=None, seed=0, **trainer_kwargs):
     """Fit ``objective`` on ``targets``; return the Collector holding the results."""
     L.seed_everything(seed, verbose=False)

@@ -18,6 +18,8 @@ def offline(config: dict, tmp_path: Path) -> dict:
     network = model.get("network", {}).get("init_args", {})
     if "weights" in network:
         network["weights"] = None  # random weights: pretrained ones cannot be downloaded here
+    if network.get("pretrained") and "Digits" not in config["model"]["init_args"]["network"]["class_path"]:
+        network["pretrained"] = False  # hub weights; the digits models' own weights ship inside
     if "export" in model:
         model["export"] = str(tmp_path / "exported.pt")
     data = config["data"].setdefault("init_args", {})

@@ -2,24 +2,15 @@
 
 import csv
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
 
-from conftest import render
+from conftest import FirstActivation, render
 from lightning_featvis import ClassLogitObjective, ImageWriter, NeuronObjective, Octave
 from lightning_featvis.examples.suppress import SuppressObjective
 
 BLOCK1 = "encoder.layers.encoder_layer_1"
-
-
-class FirstActivation(L.Callback):
-    """The logged mean activation of the first step: the initial canvas's."""
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx == 0:
-            self.value = float(trainer.callback_metrics["activation"])
 
 
 def test_neuron_activation_rises(tiny, tmp_path):

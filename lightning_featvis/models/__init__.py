@@ -2,6 +2,7 @@
 
 from lightning_featvis.models.adapter import Layout, ModelAdapter
 from lightning_featvis.models.digits import DigitsViT
+from lightning_featvis.models.timm_models import TimmModel
 from lightning_featvis.models.torchvision_vit import CustomViT, TorchvisionViT
 
-__all__ = ["CustomViT", "DigitsViT", "Layout", "ModelAdapter", "TorchvisionViT"]
+__all__ = ["CustomViT", "DigitsViT", "Layout", "ModelAdapter", "TimmModel", "TorchvisionViT"]
