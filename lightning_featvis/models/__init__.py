@@ -2,7 +2,9 @@
 
 from lightning_featvis.models.adapter import Layout, ModelAdapter
 from lightning_featvis.models.digits import DigitsViT
+from lightning_featvis.models.digits_mixer import DigitsMixer
+from lightning_featvis.models.feedforward import FeedForwardMixer, FeedForwardViT
 from lightning_featvis.models.timm_models import TimmModel
 from lightning_featvis.models.torchvision_vit import CustomViT, TorchvisionViT
 
-__all__ = ["CustomViT", "DigitsViT", "Layout", "ModelAdapter", "TimmModel", "TorchvisionViT"]
+__all__ = ["CustomViT", "DigitsMixer", "DigitsViT", "FeedForwardMixer", "FeedForwardViT", "Layout", "ModelAdapter", "TimmModel", "TorchvisionViT"]
