@@ -1,0 +1,294 @@
+"""A language model's transformer stack on a vision stem: GPT-2 blocks fed by ViT-B/16 patches.
+
+EXPERIMENTS.md item 14 (seed 004): the patch-embedding convolution and class token of a trained
+torchvision ViT-B/16 produce ``[B, 1 + P, 768]`` tokens (class token first, patches in reading
+order: left to right, top to bottom) that go through Hugging Face GPT-2 small blocks, causal
+attention mask kept, so token ``t`` only sees tokens ``0..t``.
+
+Causal masking when the blocks are called outside ``GPT2Model`` (transformers 5.x): ``GPT2Model``
+builds the mask (``create_causal_mask``) and passes it to each block; a bare ``GPT2Block`` called
+without ``attention_mask`` is causal only by accident of the attention backend: the SDPA backend
+sets ``is_causal=True`` when no mask is given, the eager backend applies no mask at all (a
+bidirectional encoder). :class:`GPT2OnViTStem` therefore always passes an explicit additive
+causal mask, which every backend honours. Also, in transformers 5.x a block returns a tensor, not a
+tuple (4.x returned ``(hidden_states, ...)``), so the author's ``block(x)[0]`` would now take the
+first *image* of the batch; the stack accepts both.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torchvision
+from torch import nn
+
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
+
+Positional = Literal["none", "vit", "gpt2"]
+Pool = Literal["mean", "last"]
+
+
+def causal_mask(tokens: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Additive ``[1, 1, T, T]`` mask: 0 where key ``<=`` query, the dtype's minimum above."""
+    future = torch.ones(tokens, tokens, dtype=torch.bool, device=device).triu(1)
+    mask = torch.zeros(tokens, tokens, dtype=dtype, device=device)
+    return mask.masked_fill(future, torch.finfo(dtype).min).view(1, 1, tokens, tokens)
+
+
+class GPT2OnViTStem(nn.Module):
+    """ViT patch stem + class token, then GPT-2 blocks with a causal mask, then a classifier.
+
+    Module names (the addressable layers): ``conv_proj`` (patch embedding ``[B, D, h, w]``),
+    ``blocks.i`` (GPT-2 block ``i``, 0-based, ``[B, 1 + P, D]``, and its ``ln_1, attn, ln_2,
+    mlp.c_fc, ...``), ``ln_f`` (GPT-2's final LayerNorm), ``head`` (class logits).
+
+    Args:
+        conv_proj: the patch embedding, ``Conv2d(3, D, patch, stride=patch)``.
+        class_token: ``[1, 1, D]`` prepended as token 0.
+        blocks: GPT-2 blocks (``GPT2Block``), width ``D``.
+        ln_f: final LayerNorm applied before pooling.
+        num_classes: size of the linear ``head``.
+        positional: ``"none"`` (the author's scripts: the causal mask is the only order
+            information), ``"vit"`` (add ViT's learned ``pos_embedding`` ``[1, 1 + P, D]``, as in
+            the ViT the stem comes from), ``"gpt2"`` (add GPT-2's ``wpe`` rows ``0..P``).
+        pos_embedding: ``[1, 1 + P, D]`` for ``positional="vit"``.
+        wpe: GPT-2's position ``nn.Embedding`` for ``positional="gpt2"``.
+        pool: which tokens the head classifies. ``"mean"`` (default): the mean over all tokens
+            after ``ln_f``. Under the causal mask the class token at position 0 sees only itself
+            (it is a constant), so it cannot classify; the last token sees every patch, but it
+            is the bottom-right patch (background in most images) and must gather everything
+            through attention alone, which trains slower on small data. ``"last"``: the last
+            token, as ``GPT2ForSequenceClassification`` does.
+    """
+
+    def __init__(
+        self,
+        conv_proj: nn.Conv2d,
+        class_token: torch.Tensor,
+        blocks: list[nn.Module],
+        ln_f: nn.LayerNorm,
+        num_classes: int,
+        positional: Positional = "none",
+        pos_embedding: torch.Tensor | None = None,
+        wpe: nn.Embedding | None = None,
+        pool: Pool = "mean",
+    ) -> None:
+        super().__init__()
+        if positional not in ("none", "vit", "gpt2"):
+            raise FeatvisError(f"positional must be none, vit or gpt2, not {positional!r}")
+        if pool not in ("mean", "last"):
+            raise FeatvisError(f"pool must be mean or last, not {pool!r}")
+        self.positional, self.pool = positional, pool
+        self.conv_proj = conv_proj
+        self.class_token = nn.Parameter(class_token.detach().clone())
+        if positional == "vit":
+            if pos_embedding is None:
+                raise FeatvisError("positional='vit' needs the ViT's pos_embedding")
+            self.pos_embedding = nn.Parameter(pos_embedding.detach().clone())
+        if positional == "gpt2":
+            if wpe is None:
+                raise FeatvisError("positional='gpt2' needs GPT-2's wpe embedding")
+            self.wpe = wpe
+        self.blocks = nn.ModuleList(blocks)
+        self.ln_f = ln_f
+        width = class_token.shape[-1]
+        self.head = nn.Linear(width, num_classes)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem: ``[B, 3, H, W]`` normalised images to ``[B, 1 + P, D]`` tokens."""
+        patches = self.conv_proj(x).flatten(2).transpose(1, 2)  # [B, P, D], reading order
+        x = torch.cat([self.class_token.expand(len(patches), -1, -1), patches], dim=1)
+        if self.positional == "vit":
+            if self.pos_embedding.shape[1] != x.shape[1]:
+                raise FeatvisError(
+                    f"ViT pos_embedding has {self.pos_embedding.shape[1]} tokens, the image gives {x.shape[1]}"
+                )
+            x = x + self.pos_embedding
+        elif self.positional == "gpt2":
+            x = x + self.wpe(torch.arange(x.shape[1], device=x.device)).unsqueeze(0)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 1 + P, D]`` output of the last block (before ``ln_f``)."""
+        x = self.tokens(x)
+        mask = causal_mask(x.shape[1], x.dtype, x.device)
+        for block in self.blocks:
+            out = block(x, attention_mask=mask)
+            x = out[0] if isinstance(out, tuple) else out  # transformers 4.x returned tuples
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_f(self.features(x))
+        pooled = x.mean(dim=1) if self.pool == "mean" else x[:, -1]
+        return self.head(pooled)
+
+
+def gpt2_layout(layer: str) -> Layout:
+    """``conv_proj`` is a map, ``head`` and the output are logits, everything else is tokens."""
+    if layer in ("", "head"):
+        return Layout("logits")
+    if layer == "conv_proj":
+        return Layout("map")
+    return Layout("tokens", prefix_tokens=1)
+
+
+class GPT2ViTStack(ModelAdapter):
+    """GPT-2 blocks on a torchvision ViT-B/16 stem (EXPERIMENTS.md item 14), or a smaller copy.
+
+    Layers: ``conv_proj`` (map), ``blocks.0`` .. ``blocks.{num_blocks-1}`` (tokens, 1 class
+    token first; patch ``p`` is token ``p + 1``), their sub-modules, ``ln_f``, ``head`` (logits).
+
+    Args:
+        weights: torchvision ``ViT_B_16_Weights`` member name for the stem, e.g.
+            ``IMAGENET1K_V1`` (downloaded by torchvision). ``None`` means a fully random
+            network: random stem *and* random GPT-2 blocks of the configured size, whatever
+            ``gpt2`` says (the offline/test convention every adapter's ``weights`` follows).
+        gpt2: where the GPT-2 blocks come from when ``weights`` is set: a Hugging Face model
+            id (``gpt2``) or a local directory holding ``config.json`` and the weights, for
+            ``GPT2Model.from_pretrained``; ``None`` gives random blocks.
+        num_blocks: how many GPT-2 blocks (the first ``num_blocks`` of the model), 1..12.
+        positional: ``none`` (default, as the author's scripts), ``vit`` or ``gpt2``;
+            see :class:`GPT2OnViTStem`.
+        pool: ``mean`` or ``last``: the token(s) the head classifies; see :class:`GPT2OnViTStem`.
+        checkpoint: a local state-dict file of the whole stack (loads instead of ``weights``
+            and ``gpt2``; the sizes below must match it).
+        image_size, patch_size, hidden_dim, num_heads, mlp_dim, num_classes: the architecture;
+            the defaults are ViT-B/16 and GPT-2 small (224 px, 16 px patches, 768 wide, 12
+            heads, MLP 3072). The head is random unless loaded from ``checkpoint``.
+        mean, std: the input normalisation (ImageNet's by default).
+        model_name: short name used in file names and TensorBoard tags.
+    """
+
+    logits_layer = "head"
+
+    def __init__(
+        self,
+        weights: str | None = "IMAGENET1K_V1",
+        gpt2: str | None = "gpt2",
+        num_blocks: int = 12,
+        positional: Positional = "none",
+        pool: Pool = "mean",
+        checkpoint: str | None = None,
+        image_size: int = 224,
+        patch_size: int = 16,
+        hidden_dim: int = 768,
+        num_heads: int = 12,
+        mlp_dim: int = 3072,
+        num_classes: int = 1000,
+        mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
+        std: tuple[float, float, float] = (0.229, 0.224, 0.225),
+        model_name: str = "gpt2_vit_b16",
+    ) -> None:
+        if not 1 <= num_blocks <= 12:
+            raise FeatvisError(f"num_blocks must be 1..12, not {num_blocks}")
+        if image_size % patch_size:
+            raise FeatvisError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        if hidden_dim % num_heads:
+            raise FeatvisError(f"hidden_dim {hidden_dim} is not a multiple of num_heads {num_heads}")
+        if positional not in ("none", "vit", "gpt2"):
+            raise FeatvisError(f"positional must be none, vit or gpt2, not {positional!r}")
+        self.weights, self.gpt2, self.checkpoint = weights, gpt2, checkpoint
+        self.num_blocks, self.positional, self.pool = num_blocks, positional, pool
+        self.config = dict(image_size=image_size, patch_size=patch_size, hidden_dim=hidden_dim,
+                           num_heads=num_heads, mlp_dim=mlp_dim, num_classes=num_classes)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.model_name = model_name
+
+    @property
+    def name(self) -> str:
+        return self.model_name
+
+    @property
+    def image_size(self) -> int:
+        return self.config["image_size"]
+
+    @property
+    def num_tokens(self) -> int:
+        return 1 + (self.config["image_size"] // self.config["patch_size"]) ** 2
+
+    def layout(self, layer: str) -> Layout:
+        return gpt2_layout(layer)
+
+    # -- the two halves -------------------------------------------------------------------
+    def _random_stem(self) -> tuple[nn.Conv2d, torch.Tensor, torch.Tensor]:
+        c = self.config
+        conv = nn.Conv2d(3, c["hidden_dim"], kernel_size=c["patch_size"], stride=c["patch_size"])
+        # torchvision's VisionTransformer initialisation of the same three tensors
+        fan_in = 3 * c["patch_size"] ** 2
+        nn.init.trunc_normal_(conv.weight, std=(1.0 / fan_in) ** 0.5)
+        nn.init.zeros_(conv.bias)
+        class_token = torch.zeros(1, 1, c["hidden_dim"])
+        pos = torch.empty(1, self.num_tokens, c["hidden_dim"]).normal_(std=0.02)
+        return conv, class_token, pos
+
+    def _pretrained_stem(self) -> tuple[nn.Conv2d, torch.Tensor, torch.Tensor]:
+        enum = torchvision.models.ViT_B_16_Weights
+        try:
+            weights = enum[self.weights]
+        except KeyError:
+            choices = ", ".join(member.name for member in enum)
+            raise FeatvisError(f"unknown ViT-B/16 weights {self.weights!r}; choose one of {choices}") from None
+        size = int(weights.meta.get("min_size", (224,))[0])
+        c = self.config
+        if (size, 16, 768) != (c["image_size"], c["patch_size"], c["hidden_dim"]):
+            raise FeatvisError(
+                f"ViT-B/16 {self.weights} needs image_size={size}, patch_size=16, hidden_dim=768; "
+                f"got {c['image_size']}, {c['patch_size']}, {c['hidden_dim']}"
+            )
+        try:
+            vit = torchvision.models.vit_b_16(weights=weights)
+        except Exception as err:  # noqa: BLE001 - network errors come in many types
+            raise FeatvisError(
+                f"could not download ViT-B/16 weights {self.weights} ({type(err).__name__}: {err}). "
+                f"Offline? Download {weights.url} elsewhere, build the stack once and save it, then "
+                "pass `checkpoint: /path/to/stack.pt`"
+            ) from err
+        return vit.conv_proj, vit.class_token.data, vit.encoder.pos_embedding.data
+
+    def _gpt2_config(self):
+        from transformers import GPT2Config
+
+        c = self.config
+        return GPT2Config(
+            n_embd=c["hidden_dim"], n_head=c["num_heads"], n_layer=self.num_blocks, n_inner=c["mlp_dim"],
+            n_positions=max(1024, self.num_tokens), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        )
+
+    def _gpt2(self):
+        from transformers import GPT2Model
+
+        if self.gpt2 is None or self.weights is None or self.checkpoint is not None:
+            return GPT2Model(self._gpt2_config())
+        try:
+            model = GPT2Model.from_pretrained(self.gpt2)
+        except Exception as err:  # noqa: BLE001 - hub, file and format errors alike
+            raise FeatvisError(
+                f"could not load GPT-2 {self.gpt2!r} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+                "Offline? On a connected machine run `GPT2Model.from_pretrained('gpt2').save_pretrained('/path/to/gpt2')` "
+                "(or `huggingface-cli download gpt2 --local-dir /path/to/gpt2`) and pass the directory: "
+                "`gpt2: /path/to/gpt2`"
+            ) from err
+        c = self.config
+        cfg = model.config
+        if (cfg.n_embd, cfg.n_head) != (c["hidden_dim"], c["num_heads"]) or len(model.h) < self.num_blocks:
+            raise FeatvisError(
+                f"GPT-2 {self.gpt2!r} is {cfg.n_embd} wide with {cfg.n_head} heads and {len(model.h)} blocks; "
+                f"the stack needs {c['hidden_dim']}, {c['num_heads']} and >= {self.num_blocks}"
+            )
+        return model
+
+    def build(self) -> nn.Module:
+        if self.weights is None or self.checkpoint is not None:
+            conv, class_token, pos = self._random_stem()
+        else:
+            conv, class_token, pos = self._pretrained_stem()
+        gpt2 = self._gpt2()
+        net = GPT2OnViTStem(
+            conv, class_token, list(gpt2.h[: self.num_blocks]), gpt2.ln_f, self.config["num_classes"],
+            positional=self.positional, pos_embedding=pos, wpe=gpt2.wpe, pool=self.pool,
+        )
+        if self.checkpoint is not None:
+            load_into(net, self.checkpoint)
+        return net
