@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 
-from lightning_featvis.models import DigitsViT
+from lightning_featvis.models import DigitsGPT2, DigitsMixer, DigitsViT
 from lightning_featvis.models.digits import DIGITS_VIT_CHECKPOINT
+from lightning_featvis.models.digits_gpt2 import DIGITS_GPT2_CHECKPOINT
+from lightning_featvis.models.digits_mixer import DIGITS_MIXER_CHECKPOINT
 from lightning_featvis.training.classifier import ImageClassifier
 from lightning_featvis.training.digits_data import DigitsDataModule, digits_split
 
@@ -24,15 +27,20 @@ def test_split_is_deterministic_stratified_and_rgb():
     assert torch.equal(split.val_images[:, 0], split.val_images[:, 2])
 
 
-def test_shipped_checkpoint_scores_on_held_out_split():
-    assert DIGITS_VIT_CHECKPOINT.stat().st_size <= 2 * 1024 * 1024
-    adapter = DigitsViT()
+@pytest.mark.parametrize(
+    "make, path, floor",
+    [(DigitsViT, DIGITS_VIT_CHECKPOINT, 0.95), (DigitsMixer, DIGITS_MIXER_CHECKPOINT, 0.93), (DigitsGPT2, DIGITS_GPT2_CHECKPOINT, 0.93)],
+    ids=["vit", "mixer", "gpt2"],
+)
+def test_shipped_digits_zoo_scores_on_held_out_split(make, path, floor):
+    assert path.stat().st_size <= 2 * 1024 * 1024
+    adapter = make()
     net = adapter.build().eval()
     split = digits_split(image_size=adapter.image_size)
     with torch.no_grad():
         predictions = net(adapter.normalize(split.val_images)).argmax(dim=-1)
     accuracy = (predictions == split.val_labels).float().mean().item()
-    assert accuracy >= 0.95, f"held-out accuracy {accuracy:.3f}"
+    assert accuracy >= floor, f"held-out accuracy {accuracy:.3f}"
 
 
 def test_fit_exports_weights_that_load_into_the_adapter(tmp_path):

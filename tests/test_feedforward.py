@@ -13,10 +13,8 @@ from conftest import render
 from lightning_featvis import NeuronObjective, Octave
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.layers import describe_layers
-from lightning_featvis.models.digits_mixer import DIGITS_MIXER_CHECKPOINT, DigitsMixer
 from lightning_featvis.models.feedforward import FeedForwardMixer
 from lightning_featvis.probe import Probe
-from lightning_featvis.training.digits_data import digits_split
 from lightning_featvis.units import parse_units, select
 
 #: 16 px, 4x4 patches of 4 px: 16 patches + the class token = 17 tokens, width 16, 2 blocks
@@ -156,14 +154,3 @@ def test_render_raises_neurons_of_block_and_token_mlp(tiny_mixer, tmp_path, laye
     got = render(objective, ["neuron=3", "neuron=5 patch=6"], tmp_path, callbacks=[first]).activations()
     assert set(got) == {f"{layer}:neuron3", f"{layer}:neuron5_patch6"}
     assert min(got.values()) > first.value + rise
-
-
-def test_shipped_digits_mixer_scores_on_held_out_split():
-    assert DIGITS_MIXER_CHECKPOINT.stat().st_size <= 2 * 1024 * 1024
-    adapter = DigitsMixer()
-    net = adapter.build().eval()
-    split = digits_split(image_size=adapter.image_size)
-    with torch.no_grad():
-        predictions = net(adapter.normalize(split.val_images)).argmax(dim=-1)
-    accuracy = (predictions == split.val_labels).float().mean().item()
-    assert accuracy >= 0.93, f"held-out accuracy {accuracy:.3f}"

@@ -8,9 +8,7 @@ import torch
 
 from conftest import render
 from lightning_featvis import FeatvisError, NeuronObjective, Octave
-from lightning_featvis.models.digits_gpt2 import DIGITS_GPT2_CHECKPOINT, DigitsGPT2
 from lightning_featvis.models.gpt2_stack import GPT2ViTStack, causal_mask
-from lightning_featvis.training.digits_data import digits_split
 
 #: 16 px images, 4 px patches: a 4x4 grid of 16 patches + the class token, width 16, 3 blocks
 TINY = dict(weights=None, gpt2=None, num_blocks=3, image_size=16, patch_size=4, hidden_dim=16,
@@ -108,17 +106,6 @@ def test_render_raises_a_block_neuron(tmp_path):
     acts = got.activations()
     assert set(acts) == {"blocks.1:neuron3", "blocks.2:patch5"}
     assert min(acts.values()) > first["value"] + 0.5
-
-
-def test_shipped_digits_gpt2_scores_on_held_out_split():
-    assert DIGITS_GPT2_CHECKPOINT.stat().st_size <= 2 * 1024 * 1024
-    adapter = DigitsGPT2()
-    net = adapter.build().eval()
-    split = digits_split(image_size=adapter.image_size)
-    with torch.no_grad():
-        predictions = net(adapter.normalize(split.val_images)).argmax(dim=-1)
-    accuracy = (predictions == split.val_labels).float().mean().item()
-    assert accuracy >= 0.93, f"held-out accuracy {accuracy:.3f}"
 
 
 def test_gpt2_blocks_load_from_a_local_directory(tmp_path):
