@@ -4,8 +4,13 @@ language-model stacks, as PyTorch Lightning modules whose only parameter is the 
 from lightning_featvis.callbacks import GaussianBlur, ImageLogger, ImageWriter, PositionalJitter
 from lightning_featvis.data import Target, TargetDataModule, parse_targets
 from lightning_featvis.errors import FeatvisError
-from lightning_featvis.objectives import ClassLogitObjective, NeuronObjective, VisualizationObjective
-from lightning_featvis.params import ImageParam, PixelImage
+from lightning_featvis.objectives import (
+    ClassLogitObjective,
+    NeuronObjective,
+    ReconstructionObjective,
+    VisualizationObjective,
+)
+from lightning_featvis.params import ImageParam, PhotoImage, PixelImage
 from lightning_featvis.schedule import Octave
 
 __all__ = [
@@ -17,8 +22,10 @@ __all__ = [
     "ImageWriter",
     "NeuronObjective",
     "Octave",
+    "PhotoImage",
     "PixelImage",
     "PositionalJitter",
+    "ReconstructionObjective",
     "Target",
     "TargetDataModule",
     "VisualizationObjective",

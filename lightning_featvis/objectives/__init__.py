@@ -3,5 +3,6 @@
 from lightning_featvis.objectives.base import GroupResult, VisualizationObjective
 from lightning_featvis.objectives.class_logit import ClassLogitObjective
 from lightning_featvis.objectives.neuron import NeuronObjective
+from lightning_featvis.objectives.reconstruction import ReconstructionObjective
 
-__all__ = ["ClassLogitObjective", "GroupResult", "NeuronObjective", "VisualizationObjective"]
+__all__ = ["ClassLogitObjective", "GroupResult", "NeuronObjective", "ReconstructionObjective", "VisualizationObjective"]

@@ -113,8 +113,9 @@ class VisualizationObjective(L.LightningModule):
         return select(acts[target.layer], self.network.layout(target.layer), target.unit)
 
     @abstractmethod
-    def loss(self, selected: torch.Tensor) -> torch.Tensor:
-        """Loss to minimise per view, ``[B]``, from selected activations ``[B, N]`` (float32)."""
+    def loss(self, selected: torch.Tensor, target: Target) -> torch.Tensor:
+        """Loss to minimise per view, ``[B]``, from ``target``'s selected activations ``[B, N]``
+        (float32)."""
 
     def regularization(self, view: torch.Tensor) -> torch.Tensor:
         """Extra loss per view ``[B]`` computed on the model-sized views ``[B, C, s, s]``."""
@@ -164,7 +165,7 @@ class VisualizationObjective(L.LightningModule):
                 means.append(view.new_zeros(()))
                 continue
             chosen = self.select({k: v[i : i + 1] for k, v in acts.items()}, target).float()
-            losses.append(self.loss(chosen)[0])
+            losses.append(self.loss(chosen, target)[0])
             means.append(chosen.detach().mean())
         return torch.stack(losses) + self.regularization(view), torch.stack(means)
 

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from lightning_featvis.data import Target
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.params import ImageParam
@@ -49,7 +50,7 @@ class NeuronObjective(VisualizationObjective):
     def default_layer(self) -> str | None:
         return self.layer
 
-    def loss(self, selected: torch.Tensor) -> torch.Tensor:
+    def loss(self, selected: torch.Tensor, target: Target) -> torch.Tensor:
         if self.loss_form == "l1":
             distance = (self.constant - selected).abs()
             return self.scale * (distance.sum(dim=1) if self.reduction == "sum" else distance.mean(dim=1))

@@ -78,3 +78,28 @@ class PixelImage(ImageParam):
         with torch.no_grad():
             region = self.canvas[:, :, : self._size, : self._size]
             region.copy_(fn(region.clone()))
+
+
+class PhotoImage(PixelImage):
+    """Pixel canvases that start from a photo instead of noise (deep dream).
+
+    Every canvas starts as the photo, centre-cropped and resized to the first octave's size;
+    later octaves grow it like any pixel canvas.
+
+    Args:
+        path: an image file, or a photo bundled with scikit-learn (``china.jpg``,
+            ``flower.jpg``); ``None`` gives ``china.jpg``.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        super().__init__()
+        self.path = path
+
+    def reset_(self, seeds: Sequence[int | None], size: int) -> None:
+        from lightning_featvis.images import load_photo
+
+        photo = load_photo(self.path, size).to(self.canvas.device)
+        with torch.no_grad():
+            self.canvas.zero_()
+            self.canvas[:, :, :size, :size] = photo
+        self._size = size
