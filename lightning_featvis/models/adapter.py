@@ -42,15 +42,21 @@ class ModelAdapter(ABC):
     #: dotted name of the class-logit layer
     logits_layer: str = ""
 
-    @property
-    @abstractmethod
-    def name(self) -> str:
-        """Short model name used in TensorBoard tags and file names."""
+    #: short model name used in TensorBoard tags and file names
+    model_name: str
+    #: the adapter's architecture arguments; ``config["image_size"]`` is the input side unless
+    #: the adapter overrides :attr:`image_size`
+    config: dict
 
     @property
-    @abstractmethod
+    def name(self) -> str:
+        """Short model name used in TensorBoard tags and file names."""
+        return self.model_name
+
+    @property
     def image_size(self) -> int:
         """Side of the square input the network takes, in pixels."""
+        return self.config["image_size"]
 
     @abstractmethod
     def build(self) -> nn.Module:

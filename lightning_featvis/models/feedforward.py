@@ -283,14 +283,6 @@ class FeedForwardMixer(ModelAdapter):
         self.mean, self.std = tuple(mean), tuple(std)
         self.model_name = model_name or (f"ff_{size}" if size else "feedforward_vit")
 
-    @property
-    def name(self) -> str:
-        return self.model_name
-
-    @property
-    def image_size(self) -> int:
-        return self.config["image_size"]
-
     def build(self) -> nn.Module:
         net = FeedForwardViT(**self.config)
         return _load_reference_checkpoint(net, self.checkpoint) if self.checkpoint else net

@@ -197,14 +197,6 @@ class GPT2ViTStack(ModelAdapter):
         self.model_name = model_name
 
     @property
-    def name(self) -> str:
-        return self.model_name
-
-    @property
-    def image_size(self) -> int:
-        return self.config["image_size"]
-
-    @property
     def num_tokens(self) -> int:
         return 1 + (self.config["image_size"] // self.config["patch_size"]) ** 2
 

@@ -54,10 +54,6 @@ class TimmModel(ModelAdapter):
         self._prefix_tokens: int | None = None
 
     @property
-    def name(self) -> str:
-        return self.model_name
-
-    @property
     def image_size(self) -> int:
         return self._image_size
 

@@ -63,10 +63,6 @@ class TorchvisionViT(_VitAdapter):
         self._image_size = image_size or self._weights_image_size()
 
     @property
-    def name(self) -> str:
-        return self.model_name
-
-    @property
     def image_size(self) -> int:
         return self._image_size
 
@@ -140,14 +136,6 @@ class CustomViT(_VitAdapter):
         self.checkpoint = checkpoint
         self.mean, self.std = tuple(mean), tuple(std)
         self.model_name = model_name
-
-    @property
-    def name(self) -> str:
-        return self.model_name
-
-    @property
-    def image_size(self) -> int:
-        return self.config["image_size"]
 
     def build(self) -> nn.Module:
         net = VisionTransformer(**self.config)
