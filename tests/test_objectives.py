@@ -35,6 +35,8 @@ def test_network_stays_frozen_and_in_eval(tiny, tmp_path):
     before = {k: v.clone() for k, v in objective.build_network().state_dict().items()}
     render(objective, ["neuron=0"], tmp_path)
     assert not objective.net.training and all(not p.requires_grad for p in objective.net.parameters())
+    objective.train()  # what Lightning or a user may call: the frozen network must not follow
+    assert not objective.net.training
     assert all(torch.equal(before[k], v) for k, v in objective.net.state_dict().items())
     assert [p is objective.param.canvas for p in objective.trainer.optimizers[0].param_groups[0]["params"]] == [True]
 
@@ -88,3 +90,12 @@ def test_bf16_mixed_autocasts_the_model_but_keeps_the_image_float32(tiny, tmp_pa
     got = render(objective, ["neuron=3"], tmp_path, callbacks=[first], precision="bf16-mixed")
     assert objective.param.canvas.dtype == torch.float32
     assert got.activations()[f"{BLOCK1}:neuron3"] > first.value + 1.0
+
+
+def test_outputs_are_written_even_when_no_output_callback_is_configured(tiny, tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=2)])
+    render(objective, ["neuron=0"], tmp_path, callbacks=[], logger=TensorBoardLogger(tmp_path))
+    assert list(tmp_path.rglob(f"images/{BLOCK1}__neuron0.png"))
+    assert list(tmp_path.rglob("events.out.tfevents*"))
