@@ -1,6 +1,7 @@
 """Objectives raise their targets, keep the network frozen, and are reproducible."""
 
 import csv
+import os
 
 import numpy as np
 import torch
@@ -56,6 +57,11 @@ def test_writer_saves_every_target_with_a_manifest(tiny, tmp_path):
     objective = NeuronObjective(tiny, layer=BLOCK1, octaves=[Octave(steps=2), Octave(steps=2, size=20)])
     got = render(objective, ["neuron=0-2", "heads.head:class=1"], tmp_path, group_size=2, callbacks=[ImageWriter()])
     folder = tmp_path / "images"
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in folder.iterdir():  # readable like any file the user creates, not owner-only
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert not list(folder.glob(".*.tmp"))
     rows = list(csv.DictReader(open(folder / "manifest.csv")))
     assert [r["file"] for r in rows] == [
         f"{BLOCK1}__neuron0.png", f"{BLOCK1}__neuron1.png", f"{BLOCK1}__neuron2.png", "heads.head__class1.png"

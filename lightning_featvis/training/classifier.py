@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_featvis.files import atomic_write
 from lightning_featvis.models.adapter import ModelAdapter
 
 
@@ -99,15 +100,9 @@ def export_state_dict(net: nn.Module, path: str | Path) -> Path:
     export never leaves a truncated checkpoint where a loader would pick it up.
     """
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().float() if value.is_floating_point() else value.detach().cpu()
              for key, value in net.state_dict().items()}
-    # a per-process name keeps concurrent exports apart and, unlike mkstemp, honours the umask
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
     return path

@@ -1,0 +1,24 @@
+"""Writing result files so that they are never half-written or lost."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers never see a
+    half-written file, and an interrupted write leaves the old file intact.
+
+    The temporary name is per process (concurrent writers stay apart) and the file is created
+    normally, so it gets the usual umask permissions (``mkstemp`` would make it owner-only).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
