@@ -94,11 +94,14 @@ class PhotoImage(PixelImage):
     def __init__(self, path: str | None = None) -> None:
         super().__init__()
         self.path = path
+        self._photos: dict[int, torch.Tensor] = {}  # by size: every group starts from the same photo
 
     def reset_(self, seeds: Sequence[int | None], size: int) -> None:
         from lightning_featvis.images import load_photo
 
-        photo = load_photo(self.path, size).to(self.canvas.device)
+        if size not in self._photos:
+            self._photos[size] = load_photo(self.path, size)
+        photo = self._photos[size].to(self.canvas.device)
         with torch.no_grad():
             self.canvas.zero_()
             self.canvas[:, :, :size, :size] = photo
