@@ -130,13 +130,12 @@ class VisualizationObjective(L.LightningModule):
     def canvas_size(self, octave: int) -> int:
         return self.octaves[octave].size or self.network.image_size
 
-    def view_offsets(self) -> list[tuple[int, int]]:
-        """Top-left ``(y, x)`` of each target's model-sized view in its canvas."""
+    def view_offsets(self, position: torch.Tensor | None = None) -> list[tuple[int, int]]:
+        """Top-left ``(y, x)`` of each target's model-sized view in its canvas, from fractions of
+        the free room ``[G, 2]`` (default: :attr:`view_position`; 0.5 is the centre)."""
         room = self.param.size - self.network.image_size
-        return [
-            (min(int(fy * (room + 1)), room), min(int(fx * (room + 1)), room))
-            for fy, fx in self.view_position.tolist()
-        ]
+        position = self.view_position if position is None else position
+        return [(min(int(fy * (room + 1)), room), min(int(fx * (room + 1)), room)) for fy, fx in position.tolist()]
 
     def crop(self, image: torch.Tensor, offsets: list[tuple[int, int]]) -> torch.Tensor:
         """Model-sized views ``[G, C, s, s]`` of canvases ``[G, C, S, S]`` at ``offsets``."""
@@ -278,9 +277,7 @@ class VisualizationObjective(L.LightningModule):
         """Measure the final canvases and gather every rank's group into one result."""
         with torch.no_grad():
             image = self.param().detach().clamp(0, 1)
-            s = self.network.image_size
-            room = image.shape[-1] - s
-            centre = self.crop(image, [(room // 2, room // 2)] * image.shape[0])
+            centre = self.crop(image, self.view_offsets(torch.full((image.shape[0], 2), 0.5)))
             _, activations = self.target_losses(centre)
         groups = torch.tensor([group], device=self.device)
         if self.trainer.world_size > 1:
