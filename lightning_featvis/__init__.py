@@ -1,11 +1,18 @@
 """lightning_featvis: feature visualization for vision transformers, MLP-Mixers and
 language-model stacks, as PyTorch Lightning modules whose only parameter is the image."""
 
-from lightning_featvis.callbacks import GaussianBlur, ImageLogger, ImageWriter, PositionalJitter
+from lightning_featvis.callbacks import (
+    GaussianBlur,
+    ImageLogger,
+    ImageWriter,
+    PositionalJitter,
+    ReconstructionReport,
+)
 from lightning_featvis.data import Target, TargetDataModule, parse_targets
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.objectives import (
     ClassLogitObjective,
+    DeepDreamObjective,
     NeuronObjective,
     ReconstructionObjective,
     VisualizationObjective,
@@ -15,6 +22,7 @@ from lightning_featvis.schedule import Octave
 
 __all__ = [
     "ClassLogitObjective",
+    "DeepDreamObjective",
     "FeatvisError",
     "GaussianBlur",
     "ImageLogger",
@@ -26,6 +34,7 @@ __all__ = [
     "PixelImage",
     "PositionalJitter",
     "ReconstructionObjective",
+    "ReconstructionReport",
     "Target",
     "TargetDataModule",
     "VisualizationObjective",

@@ -1,6 +1,7 @@
 """The benchmarks run (in their quick form) and print the table the README quotes."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -9,6 +10,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -27,3 +29,14 @@ def test_patch_locality_quick_measures_every_model(capsys):
     assert all(0.0 <= r["gradient"] <= 1.0 and 0.0 <= r["change"] <= 1.0 for r in rows)
     assert all(r["gradient"] > 1 / 64 for r in rows if r["block"] == 1)
     assert "| ViT | 1 |" in capsys.readouterr().out
+
+
+def test_reconstruction_by_depth_quick_tabulates_every_run(tmp_path, capsys):
+    results = load("reconstruction_by_depth").main(["--suite", "digits", "--quick", "--root", str(tmp_path)])
+    labels = [label for label, _ in results["depth"]]
+    assert labels == ["ViT", "ViT untrained", "mixer", "mixer no LN", "mixer untrained", "GPT-2 stack", "GPT-2 untrained"]
+    assert all(len(rows) == 5 for _, rows in results["depth"])  # the stem and 4 blocks
+    assert [len(rows) for _, rows in results["first28"]] == [4, 4]
+    out = capsys.readouterr().out
+    assert "| block 4 |" in out and "| block 1, first 28 tokens |" in out
+    assert (tmp_path / "digits" / "tables.md").read_text() in out

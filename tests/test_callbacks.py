@@ -5,9 +5,9 @@ import math
 import lightning as L
 import torch
 import torch.nn.functional as F
+from conftest import render
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from conftest import render
 from lightning_featvis import GaussianBlur, NeuronObjective, Octave, PositionalJitter
 from lightning_featvis.schedule import linear
 

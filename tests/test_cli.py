@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from lightning_featvis.cli import main
 
@@ -76,7 +77,6 @@ def test_layers_lists_names_shapes_and_layouts(capsys):
 
 
 def test_quickstart_writes_pngs_and_tensorboard_images(tmp_path):
-    from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
@@ -111,3 +111,14 @@ def test_blur_schedule_must_fit_the_octaves(tmp_path, capsys):
         main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
               "--model.init_args.octaves=[{steps: 2}]"])
     assert "2 sigma pairs for 1 octave(s): give one [start, end] pair for all octaves" in capsys.readouterr().err
+
+
+def test_reconstruction_sweep_from_the_cli_writes_its_table_and_grid(tmp_path):
+    main(["fit", "--config", str(ROOT / "configs" / "reconstruction" / "digits_mixer_by_depth.yaml"),
+          "--model.init_args.octaves=[{steps: 5}]", f"--trainer.default_root_dir={tmp_path}",
+          "--trainer.enable_progress_bar=false"])
+    folder = next(tmp_path.rglob("images"))
+    rows = (folder / "reconstruction.csv").read_text().splitlines()
+    assert rows[0] == "target,layer,unit,psnr,ssim,distance,noise_distance,accurate"
+    assert [r.split(",")[0] for r in rows[1:]] == ["patch_embed:all"] + [f"blocks.{i}:all" for i in range(4)]
+    assert Image.open(folder / "reconstruction_grid.png").size == (2 + 6 * 34, 2 + 34)

@@ -1,10 +1,16 @@
 """Devices shard targets, not gradients: 2 CPU processes write the images 1 process writes."""
 
 import numpy as np
+from conftest import render
 from PIL import Image
 
-from conftest import render
-from lightning_featvis import GaussianBlur, ImageWriter, NeuronObjective, Octave, PositionalJitter
+from lightning_featvis import (
+    GaussianBlur,
+    ImageWriter,
+    NeuronObjective,
+    Octave,
+    PositionalJitter,
+)
 
 
 def pngs(folder):

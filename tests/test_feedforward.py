@@ -8,8 +8,8 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import render
+
 from lightning_featvis import NeuronObjective, Octave
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.layers import describe_layers

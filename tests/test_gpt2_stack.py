@@ -5,8 +5,8 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-
 from conftest import render
+
 from lightning_featvis import FeatvisError, NeuronObjective, Octave
 from lightning_featvis.models.gpt2_stack import GPT2ViTStack, causal_mask
 

@@ -4,8 +4,8 @@ import urllib.error
 
 import pytest
 import torch
-
 from conftest import tiny_vit
+
 from lightning_featvis import FeatvisError
 from lightning_featvis.models import TorchvisionViT
 

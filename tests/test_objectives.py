@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 import torch
+from conftest import FirstActivation, render
 from PIL import Image
 
-from conftest import FirstActivation, render
 from lightning_featvis import ClassLogitObjective, ImageWriter, NeuronObjective, Octave
 from lightning_featvis.examples.suppress import SuppressObjective
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import FirstActivation, render
+
 from lightning_featvis import FeatvisError, NeuronObjective, Octave
 from lightning_featvis.layers import describe_layers
 from lightning_featvis.models.timm_models import TimmModel

@@ -14,14 +14,14 @@ from lightning_featvis.files import atomic_write
 
 class ImageWriter(L.Callback):
     """Writes one PNG per target, ``<layer>__<unit>.png`` (the whole canvas), and
-    ``manifest.csv`` (target, layer, unit, file, final activation) into
+    ``manifest.csv`` (target, layer, unit, file, final activation and loss) into
     ``<log_dir>/<dirname>`` as soon as each group finishes. Rank 0 writes for all ranks.
 
     Args:
         dirname: folder inside the Trainer's log directory.
     """
 
-    FIELDS = ("target", "layer", "unit", "file", "activation")
+    FIELDS = ("target", "layer", "unit", "file", "activation", "loss")
 
     def __init__(self, dirname: str = "images") -> None:
         self.dirname = dirname
@@ -36,13 +36,14 @@ class ImageWriter(L.Callback):
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:
             return
-        for target, image, activation in zip(result.targets, result.images, result.activations):
+        for target, image, activation, loss in zip(result.targets, result.images, result.activations, result.losses):
             name = f"{target.file_stem}.png"
             buffer = io.BytesIO()
             save_image(image, buffer, format="png")
             atomic_write(self.directory / name, buffer.getvalue())
             self.rows.append(
-                dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name, activation=f"{float(activation):.6g}")
+                dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name,
+                     activation=f"{float(activation):.6g}", loss=f"{float(loss):.6g}")
             )
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=self.FIELDS)

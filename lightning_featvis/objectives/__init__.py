@@ -2,7 +2,15 @@
 
 from lightning_featvis.objectives.base import GroupResult, VisualizationObjective
 from lightning_featvis.objectives.class_logit import ClassLogitObjective
+from lightning_featvis.objectives.deep_dream import DeepDreamObjective
 from lightning_featvis.objectives.neuron import NeuronObjective
 from lightning_featvis.objectives.reconstruction import ReconstructionObjective
 
-__all__ = ["ClassLogitObjective", "GroupResult", "NeuronObjective", "ReconstructionObjective", "VisualizationObjective"]
+__all__ = [
+    "ClassLogitObjective",
+    "DeepDreamObjective",
+    "GroupResult",
+    "NeuronObjective",
+    "ReconstructionObjective",
+    "VisualizationObjective",
+]

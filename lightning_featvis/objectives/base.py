@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 import warnings
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +42,14 @@ class GroupResult:
         targets: the targets, one per image (padding removed).
         images: their final canvases ``[N, C, S, S]`` in [0, 1] (clamped), on the CPU.
         activations: mean selected activation of each target's centre view ``[N]``.
+        losses: each target's loss on its centre view ``[N]`` (regularization included; for
+            reconstruction, the distance to the target photo's output).
     """
 
     targets: list[Target]
     images: torch.Tensor
     activations: torch.Tensor
+    losses: torch.Tensor
 
 
 def _keep_local_gradients(_state, bucket):
@@ -117,8 +120,9 @@ class VisualizationObjective(L.LightningModule):
         """Loss to minimise per view, ``[B]``, from ``target``'s selected activations ``[B, N]``
         (float32)."""
 
-    def regularization(self, view: torch.Tensor) -> torch.Tensor:
-        """Extra loss per view ``[B]`` computed on the model-sized views ``[B, C, s, s]``."""
+    def regularization(self, view: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Extra loss per target ``[G]`` from its model-sized view ``[G, C, s, s]`` or its whole
+        canvas ``image`` ``[G, C, S, S]``."""
         return view.new_zeros(view.shape[0])
 
     # --- geometry --------------------------------------------------------------------------
@@ -153,8 +157,9 @@ class VisualizationObjective(L.LightningModule):
             self._probes[key] = Probe(self.net, layers)
         return self._probes[key](self.network.normalize(view))
 
-    def target_losses(self, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-target loss and mean selected activation, both ``[G]``; padding slots give 0."""
+    def target_losses(self, view: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-target loss and mean selected activation, both ``[G]``, of views ``[G, C, s, s]``
+        cut from canvases ``image`` ``[G, C, S, S]``; padding slots give 0."""
         layers = sorted({t.layer for t in self.targets if t is not None})
         acts = self.activations(view, layers)
         losses, means = [], []
@@ -166,7 +171,7 @@ class VisualizationObjective(L.LightningModule):
             chosen = self.select({k: v[i : i + 1] for k, v in acts.items()}, target).float()
             losses.append(self.loss(chosen, target)[0])
             means.append(chosen.detach().mean())
-        return torch.stack(losses) + self.regularization(view), torch.stack(means)
+        return torch.stack(losses) + self.regularization(view, image), torch.stack(means)
 
     def valid(self) -> torch.Tensor:
         return torch.tensor([t is not None for t in self.targets], device=self.device)
@@ -252,7 +257,7 @@ class VisualizationObjective(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         image = self.param()
         view = self.crop(image, self.view_offsets())
-        losses, means = self.target_losses(view)
+        losses, means = self.target_losses(view, image)
         valid = self.valid()
         # a sum, not a mean: each target's gradient must not depend on the group size
         loss = (losses * valid).sum()
@@ -278,11 +283,12 @@ class VisualizationObjective(L.LightningModule):
         with torch.no_grad():
             image = self.param().detach().clamp(0, 1)
             centre = self.crop(image, self.view_offsets(torch.full((image.shape[0], 2), 0.5)))
-            _, activations = self.target_losses(centre)
+            losses, activations = self.target_losses(centre, image)
         groups = torch.tensor([group], device=self.device)
         if self.trainer.world_size > 1:
-            image, activations, groups = (self.all_gather(t) for t in (image, activations, groups))
-            image, activations, groups = image.flatten(0, 1), activations.flatten(0, 1), groups.flatten()
+            image, activations, losses, groups = (self.all_gather(t) for t in (image, activations, losses, groups))
+            image, activations, losses = image.flatten(0, 1), activations.flatten(0, 1), losses.flatten(0, 1)
+            groups = groups.flatten()
         all_groups, padding = self.trainer.datamodule.groups, (None,) * len(self.targets)
         targets = [t for g in groups.tolist() for t in (all_groups[g].targets if g >= 0 else padding)]
         keep = [i for i, t in enumerate(targets) if t is not None]
@@ -290,6 +296,7 @@ class VisualizationObjective(L.LightningModule):
             targets=[targets[i] for i in keep],
             images=image[keep].float().cpu(),
             activations=activations[keep].float().cpu(),
+            losses=losses[keep].float().cpu(),
         )
 
     def on_train_epoch_end(self) -> None:

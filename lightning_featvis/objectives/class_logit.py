@@ -48,5 +48,5 @@ class ClassLogitObjective(NeuronObjective):
         )
         self.image_l1 = image_l1
 
-    def regularization(self, view: torch.Tensor) -> torch.Tensor:
+    def regularization(self, view: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.image_l1 * view.abs().flatten(1).mean(dim=1)

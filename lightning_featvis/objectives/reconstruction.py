@@ -8,6 +8,10 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 from lightning_featvis.data import Target
 from lightning_featvis.images import load_photo
@@ -15,6 +19,7 @@ from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.params import ImageParam
 from lightning_featvis.schedule import Octave
+from lightning_featvis.seeding import derive_seed, run_seed
 
 
 class ReconstructionObjective(VisualizationObjective):
@@ -34,6 +39,8 @@ class ReconstructionObjective(VisualizationObjective):
         remove_layernorm: replace every ``nn.LayerNorm`` of the network by the identity
             (EXPERIMENTS.md item 13: mixers reconstruct badly because of LayerNorm).
         layer: default layer for targets that name none.
+        criterion_noise: standard deviation of the noise ``a' = a + N(0, criterion_noise)`` of
+            the seeds' accuracy criterion (see :meth:`fidelity`; the seeds use 1/18).
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class ReconstructionObjective(VisualizationObjective):
         distance: Literal["l1", "l2", "cos"] = "l1",
         remove_layernorm: bool = False,
         layer: str | None = None,
+        criterion_noise: float = 1 / 18,
         octaves: list[Octave] | None = None,
         param: ImageParam | None = None,
         optimizer: OptimizerCallable | None = None,
@@ -50,6 +58,7 @@ class ReconstructionObjective(VisualizationObjective):
         super().__init__(network=network, octaves=octaves, param=param, optimizer=optimizer)
         self.target_image, self.distance = target_image, distance
         self.remove_layernorm, self.layer = remove_layernorm, layer
+        self.criterion_noise = criterion_noise
         self._references: dict[str, torch.Tensor] = {}
 
     @property
@@ -86,3 +95,33 @@ class ReconstructionObjective(VisualizationObjective):
         if self.distance == "l2":
             return (selected - wanted).square().mean(dim=1)
         return 1 - F.cosine_similarity(selected, wanted, dim=1)
+
+    def fidelity(self, views: torch.Tensor, targets: list[Target]) -> list[dict[str, float]]:
+        """How well reconstructions ``views`` ``[N, C, s, s]`` (model-sized, in [0, 1]) match the
+        target photo, one dict per target:
+
+        - ``psnr`` (dB) and ``ssim`` of the image against the photo (torchmetrics, range 1);
+        - ``distance``: the objective's distance between ``O(a_g)`` and ``O(a)`` over the
+          target's unit; ``noise_distance``: the same for ``a' = a + N(0, criterion_noise)``
+          (noise seeded by the run seed and the target);
+        - ``accurate``: the seeds' criterion ``distance < noise_distance``.
+        """
+        photo = self.photo.to(views.device)
+        rows = []
+        with torch.no_grad():
+            for view, target in zip(views, targets):
+                gen = torch.Generator().manual_seed(derive_seed(run_seed(), "criterion", target.key))
+                noisy = photo + torch.randn(photo.shape, generator=gen).to(photo.device) * self.criterion_noise
+                pair = torch.cat([view.unsqueeze(0).to(photo.dtype), noisy])
+                acts = self.activations(pair, [target.layer])
+                distance, noise_distance = self.loss(self.select(acts, target).float(), target).tolist()
+                rows.append(
+                    dict(
+                        psnr=float(peak_signal_noise_ratio(view.unsqueeze(0), photo, data_range=1.0)),
+                        ssim=float(structural_similarity_index_measure(view.unsqueeze(0), photo, data_range=1.0)),
+                        distance=distance,
+                        noise_distance=noise_distance,
+                        accurate=distance < noise_distance,
+                    )
+                )
+        return rows

@@ -83,12 +83,14 @@ class PixelImage(ImageParam):
 class PhotoImage(PixelImage):
     """Pixel canvases that start from a photo instead of noise (deep dream).
 
-    Every canvas starts as the photo, centre-cropped and resized to the first octave's size;
-    later octaves grow it like any pixel canvas.
+    Every canvas starts as the photo, centre-cropped and resized to the first octave's size.
+    When an octave grows the canvas, the photo is re-read at the new size and only what the
+    optimisation added (canvas minus photo) is upsampled onto it, as classic DeepDream does
+    between octaves: the photo stays sharp at every size instead of being blown up.
 
     Args:
-        path: an image file, or a photo bundled with scikit-learn (``china.jpg``,
-            ``flower.jpg``); ``None`` gives ``china.jpg``.
+        path: an image file, a photo bundled with scikit-learn (``china.jpg``,
+            ``flower.jpg``) or ``digits:<i>``; ``None`` gives ``china.jpg``.
     """
 
     def __init__(self, path: str | None = None) -> None:
@@ -96,13 +98,25 @@ class PhotoImage(PixelImage):
         self.path = path
         self._photos: dict[int, torch.Tensor] = {}  # by size: every group starts from the same photo
 
-    def reset_(self, seeds: Sequence[int | None], size: int) -> None:
+    def photo(self, size: int) -> torch.Tensor:
+        """The photo at ``size`` ``[1, C, size, size]`` on the canvas's device (read once per size)."""
         from lightning_featvis.images import load_photo
 
         if size not in self._photos:
             self._photos[size] = load_photo(self.path, size)
-        photo = self._photos[size].to(self.canvas.device)
+        return self._photos[size].to(self.canvas.device)
+
+    def reset_(self, seeds: Sequence[int | None], size: int) -> None:
         with torch.no_grad():
             self.canvas.zero_()
-            self.canvas[:, :, :size, :size] = photo
+            self.canvas[:, :, :size, :size] = self.photo(size)
+        self._size = size
+
+    def resize_(self, size: int) -> None:
+        if size == self._size:
+            return
+        with torch.no_grad():
+            detail = self.canvas[:, :, : self._size, : self._size] - self.photo(self._size)
+            detail = F.interpolate(detail, size=(size, size), mode="bilinear", align_corners=False)
+            self.canvas[:, :, :size, :size] = self.photo(size) + detail
         self._size = size

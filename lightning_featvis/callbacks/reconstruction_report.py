@@ -1,0 +1,96 @@
+"""Per-layer reconstruction fidelity: a CSV table, TensorBoard scalars and a grid over depth."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid, save_image
+
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.files import atomic_write
+
+
+class ReconstructionReport(L.Callback):
+    """Measures every finished reconstruction (see ``ReconstructionObjective.fidelity``) and
+    writes, into ``<log_dir>/<dirname>``, updated as each group finishes:
+
+    - ``reconstruction.csv``: one row per target in the order the config lists them
+      (target, layer, unit, psnr, ssim, distance, noise_distance, accurate);
+    - ``reconstruction_grid.png``: the target photo followed by each reconstruction in the same
+      order, so a config listing every block gives one grid over depth.
+
+    To TensorBoard (rank 0): scalars ``<model>/reconstruction/{psnr,ssim,accurate}`` whose step
+    is the target's position in the config (a curve over depth), the grid as image
+    ``<model>/reconstruction/grid`` and the table as text ``<model>/reconstruction/table``.
+
+    Args:
+        dirname: folder inside the Trainer's log directory (the PNGs' folder by default).
+        nrow: images per grid row (default: all in one row, up to 14).
+    """
+
+    FIELDS = ("target", "layer", "unit", "psnr", "ssim", "distance", "noise_distance", "accurate")
+
+    def __init__(self, dirname: str = "images", nrow: int | None = None) -> None:
+        self.dirname, self.nrow = dirname, nrow
+        self.rows: dict[int, dict] = {}  # by the target's position in the config
+        self.images: dict[int, torch.Tensor] = {}
+        self.directory: Path | None = None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if not hasattr(pl_module, "fidelity"):
+            raise FeatvisError(
+                f"ReconstructionReport measures reconstructions; {type(pl_module).__name__} is not a "
+                "ReconstructionObjective (remove the callback or change the model class)"
+            )
+        self.directory = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        self.rows, self.images = {}, {}
+
+    def on_target_group_end(self, trainer, pl_module, result) -> None:
+        if not trainer.is_global_zero:
+            return
+        order = {t.key: i for i, t in enumerate(trainer.datamodule.targets)}
+        # the measured image is the model-sized centre of each canvas, as in the group's result
+        s = pl_module.network.image_size
+        top = (result.images.shape[-1] - s) // 2
+        views = result.images[..., top : top + s, top : top + s]
+        for target, view, row in zip(result.targets, views, pl_module.fidelity(views.to(pl_module.device), result.targets)):
+            position = order[target.key]
+            self.images[position] = view
+            self.rows[position] = dict(target=target.key, layer=target.layer, unit=target.unit.name, **row)
+            for writer in self._writers(trainer):
+                for name in ("psnr", "ssim", "accurate"):
+                    writer.add_scalar(f"{pl_module.network.name}/reconstruction/{name}", float(row[name]), position)
+        self._write(trainer, pl_module)
+
+    def _write(self, trainer, pl_module) -> None:
+        rows = [self.rows[i] for i in sorted(self.rows)]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.FIELDS)
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
+        atomic_write(self.directory / "reconstruction.csv", text.getvalue().encode())
+
+        photo = pl_module.photo.cpu().to(self.images[min(self.images)].dtype)
+        images = torch.cat([photo, torch.stack([self.images[i] for i in sorted(self.images)])])
+        grid = make_grid(images, nrow=self.nrow or min(len(images), 14), padding=2, pad_value=1.0)
+        buffer = io.BytesIO()
+        save_image(grid, buffer, format="png")
+        atomic_write(self.directory / "reconstruction_grid.png", buffer.getvalue())
+
+        model = pl_module.network.name
+        table = "| target | PSNR (dB) | SSIM | accurate |\n|---|---|---|---|\n" + "".join(
+            f"| {r['target']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['accurate']} |\n" for r in rows
+        )
+        for tb in self._writers(trainer):
+            tb.add_image(f"{model}/reconstruction/grid", grid, trainer.global_step)
+            tb.add_text(f"{model}/reconstruction/table", table, trainer.global_step)
+            tb.flush()
+
+    @staticmethod
+    def _writers(trainer: L.Trainer):
+        return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
