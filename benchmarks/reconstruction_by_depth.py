@@ -11,7 +11,7 @@ Suites:
   and untrained, the mixer also without LayerNorm, reconstructing held-out digit
   ``digits:1791`` from the stem and every block; and the first-28-tokens test on the trained
   ViT and mixer.
-- ``224`` (about 25 minutes on one core): randomly initialised ViT-B/32 and a feed-forward
+- ``224`` (about 45 minutes on one shared CPU core): randomly initialised ViT-B/32 and a feed-forward
   mixer of the same geometry (patch 32, width 768, 12 blocks, 49 patches) at 224 px
   reconstructing scikit-learn's ``china.jpg`` from the stem and every block, and the
   first-28-tokens test on both.
@@ -33,6 +33,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lightning_featvis.cli import main as featvis
@@ -51,12 +52,17 @@ MIXER_B32 = ["--model.network", '{"class_path": "lightning_featvis.models.feedfo
 
 @dataclass
 class Run:
-    """One ``featvis fit`` of a config; ``table`` says which table its rows go to."""
+    """One ``featvis fit`` of a config; ``table`` says which table its rows go to.
+
+    For first-28 runs, ``photo`` and ``patch`` locate the rows the 28 tokens do not cover
+    (patch rows 4 and below in both geometries): their PSNR is reported separately."""
 
     label: str
     config: str
     table: str
     args: list[str] = field(default_factory=list)
+    photo: str | None = None
+    patch: int = 0
 
 
 def first28(blocks: list[str]) -> list[str]:
@@ -77,28 +83,48 @@ SUITES = {
         Run("mixer untrained", f"{DIGITS}/digits_mixer_by_depth.yaml", "depth", UNTRAINED),
         Run("GPT-2 stack", f"{DIGITS}/digits_gpt2_by_depth.yaml", "depth"),
         Run("GPT-2 untrained", f"{DIGITS}/digits_gpt2_by_depth.yaml", "depth", UNTRAINED),
-        Run("ViT", f"{DIGITS}/digits_vit_by_depth.yaml", "first28", first28(DIGITS_VIT_BLOCKS) + ["--data.init_args.group_size", "4"]),
+        Run("ViT", f"{DIGITS}/digits_vit_by_depth.yaml", "first28",
+            first28(DIGITS_VIT_BLOCKS) + ["--data.init_args.group_size", "4"], photo="digits:1791", patch=4),
         Run("mixer", f"{DIGITS}/digits_mixer_by_depth.yaml", "first28",
-            first28([f"blocks.{i}" for i in (0, 1, 3)]) + ["--data.init_args.group_size", "4"]),
+            first28([f"blocks.{i}" for i in (0, 1, 3)]) + ["--data.init_args.group_size", "4"], photo="digits:1791", patch=4),
     ],
     "224": [
         Run("ViT-B/32 random", f"{SEEDS}/vit_b32_reconstruction_by_depth.yaml", "depth", RANDOM_VIT_B32),
         Run("mixer-B/32 random", f"{SEEDS}/ff_base_reconstruction_by_depth.yaml", "depth", MIXER_B32),
         Run("ViT-B/32 random", f"{SEEDS}/vit_b32_first28_reconstruction_l1.yaml", "first28",
-            RANDOM_VIT_B32 + first28(B32_VIT_BLOCKS)),
+            RANDOM_VIT_B32 + first28(B32_VIT_BLOCKS), photo="china.jpg", patch=32),
         Run("mixer-B/32 random", f"{SEEDS}/ff_base_first28_reconstruction_l1.yaml", "first28",
-            MIXER_B32 + first28([f"blocks.{i}" for i in (0, 3, 7)])),
+            MIXER_B32 + first28([f"blocks.{i}" for i in (0, 3, 7)]), photo="china.jpg", patch=32),
     ],
 }
 
 
-def latest_csv(root: Path) -> Path:
+def latest_images(root: Path) -> Path:
     versions = sorted((root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-    return versions[-1] / "images" / "reconstruction.csv"
+    return versions[-1] / "images"
+
+
+def add_uncovered_psnr(rows: list[dict], images: Path, run: Run) -> None:
+    """PSNR of the pixel rows below patch row 4 (never covered by the first 28 tokens), from
+    the written PNGs, into each row as ``uncovered``."""
+    from PIL import Image
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    from lightning_featvis.images import load_photo
+
+    with (images / "manifest.csv").open() as f:
+        files = {r["target"]: r["file"] for r in csv.DictReader(f)}
+    for row in rows:
+        pixels = torch.from_numpy(np.array(Image.open(images / files[row["target"]]).convert("RGB")))
+        image = pixels.permute(2, 0, 1).float().div(255)[None]
+        photo = load_photo(run.photo, image.shape[-1])
+        top = 4 * run.patch
+        row["uncovered"] = float(peak_signal_noise_ratio(image[..., top:, :], photo[..., top:, :], data_range=1.0))
 
 
 def cell(row: dict) -> str:
-    return f"{float(row['psnr']):.1f} / {float(row['ssim']):.2f} / {'yes' if row['accurate'] == 'True' else 'no'}"
+    text = f"{float(row['psnr']):.1f} / {float(row['ssim']):.2f} / {'yes' if row['accurate'] == 'True' else 'no'}"
+    return text + (f" / {row['uncovered']:.1f}" if "uncovered" in row else "")
 
 
 def position_name(index: int) -> str:
@@ -117,8 +143,11 @@ def tables(results: dict[str, list[tuple[str, list[dict]]]]) -> str:
     for table, runs in results.items():
         if not runs:
             continue
-        title = "Reconstruction by depth" if table == "depth" else "First 28 tokens vs all tokens"
-        out.append(f"{title} (each cell: PSNR dB / SSIM / accurate by the seeds' criterion)\n")
+        if table == "depth":
+            out.append("Reconstruction by depth (each cell: PSNR dB / SSIM / accurate by the seeds' criterion)\n")
+        else:
+            out.append("First 28 tokens vs all tokens (each cell: PSNR dB / SSIM / accurate by the seeds' "
+                       "criterion / PSNR dB of the rows below patch row 4, which the 28 tokens do not cover)\n")
         out.append("| layer | " + " | ".join(label for label, _ in runs) + " |")
         out.append("|---|" + "---|" * len(runs))
         for i in range(max(len(rows) for _, rows in runs)):
@@ -130,26 +159,40 @@ def tables(results: dict[str, list[tuple[str, list[dict]]]]) -> str:
     return "\n".join(out)
 
 
+def run_root(root: Path, run: Run) -> Path:
+    return root / run.table / run.label.replace(" ", "_").replace("/", "")
+
+
+def collect(root: Path, run: Run) -> list[dict]:
+    """The rows of ``run``'s latest ``reconstruction.csv`` (plus ``uncovered`` for first-28 runs)."""
+    images = latest_images(run_root(root, run))
+    with (images / "reconstruction.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    if run.photo:
+        add_uncovered_psnr(rows, images, run)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[tuple[str, list[dict]]]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--suite", choices=sorted(SUITES), default="digits")
     parser.add_argument("--root", default="benchmark_logs/reconstruction")
     parser.add_argument("--quick", action="store_true", help="2 steps per run: checks that everything runs")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tabulate", action="store_true", help="only rebuild the tables from earlier runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     root = Path(args.root) / args.suite
     results: dict[str, list[tuple[str, list[dict]]]] = {"depth": [], "first28": []}
     for run in SUITES[args.suite]:
-        run_root = root / run.table / run.label.replace(" ", "_").replace("/", "")
-        command = ["fit", "--config", run.config, *run.args, "--trainer.default_root_dir", str(run_root),
+        command = ["fit", "--config", run.config, *run.args, "--trainer.default_root_dir", str(run_root(root, run)),
                    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
         if args.quick:
             command += ["--model.init_args.octaves", '[{"steps": 2}]']
-        print("featvis " + " ".join(f"'{a}'" if " " in a or "[" in a or "{" in a else a for a in command), flush=True)
-        featvis(command)
-        with latest_csv(run_root).open() as f:
-            results[run.table].append((run.label, list(csv.DictReader(f))))
+        print(("# " if args.tabulate else "") + "featvis " + " ".join(f"'{a}'" if " " in a or "[" in a or "{" in a else a for a in command), flush=True)
+        if not args.tabulate:
+            featvis(command)
+        results[run.table].append((run.label, collect(root, run)))
     text = tables(results)
     print(text)
     (root / "tables.md").write_text(text)

@@ -2,11 +2,13 @@
 language-model stacks, as PyTorch Lightning modules whose only parameter is the image."""
 
 from lightning_featvis.callbacks import (
+    AugmentationEnsemble,
     GaussianBlur,
     ImageLogger,
     ImageWriter,
     PositionalJitter,
     ReconstructionReport,
+    TotalVariation,
 )
 from lightning_featvis.data import Target, TargetDataModule, parse_targets
 from lightning_featvis.errors import FeatvisError
@@ -17,17 +19,30 @@ from lightning_featvis.objectives import (
     ReconstructionObjective,
     VisualizationObjective,
 )
-from lightning_featvis.params import ImageParam, PhotoImage, PixelImage
+from lightning_featvis.params import (
+    DecorrelatedImage,
+    FourierImage,
+    GrayscaleImage,
+    ImageParam,
+    MacoImage,
+    PhotoImage,
+    PixelImage,
+)
 from lightning_featvis.schedule import Octave
 
 __all__ = [
+    "AugmentationEnsemble",
     "ClassLogitObjective",
+    "DecorrelatedImage",
     "DeepDreamObjective",
     "FeatvisError",
+    "FourierImage",
     "GaussianBlur",
+    "GrayscaleImage",
     "ImageLogger",
     "ImageParam",
     "ImageWriter",
+    "MacoImage",
     "NeuronObjective",
     "Octave",
     "PhotoImage",
@@ -37,6 +52,7 @@ __all__ = [
     "ReconstructionReport",
     "Target",
     "TargetDataModule",
+    "TotalVariation",
     "VisualizationObjective",
     "parse_targets",
 ]

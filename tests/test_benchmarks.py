@@ -4,6 +4,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -40,3 +43,31 @@ def test_reconstruction_by_depth_quick_tabulates_every_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| block 4 |" in out and "| block 1, first 28 tokens |" in out
     assert (tmp_path / "digits" / "tables.md").read_text() in out
+
+
+def test_quality_quick_judges_every_recipe(tmp_path, capsys):
+    quality = load("quality")
+    rows = quality.main(["--quick", "--seeds", "2", "--root", str(tmp_path)])
+    assert list(rows) == list(quality.RECIPES)
+    for row in rows.values():
+        assert all(0.0 <= row[k] <= 1.0 for k in ("self top-1", "transfer top-1", "transfer CNN", "transfer ViT seed 1"))
+        assert row["transfer top-1"] == (row["transfer CNN"] + row["transfer ViT seed 1"]) / 2
+        assert -1.0 <= row["feature cos"] <= 1.0 and row["s/image"] > 0
+    assert "| best |" in capsys.readouterr().out and (tmp_path / "quality.md").is_file()
+
+
+def test_quality_judges_real_digits_as_digits():
+    """The judging itself: real held-out digits score (nearly) perfectly and agree with themselves."""
+    from lightning_featvis.training.digits_data import digits_split
+
+    split = digits_split()
+    per_class = [torch.stack([split.val_images[split.val_labels == c][i] for c in range(10)]) for i in range(2)]
+    row = load("quality").Judges().score(per_class)
+    assert row["self top-1"] >= 0.9 and row["transfer top-1"] >= 0.9
+    assert 0.5 < row["logit reached"] <= 1.0  # real digits cannot beat the real maximum
+
+
+def test_quality_recipe_names_are_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load("quality").main(["--recipes", "nope", "--root", str(tmp_path)])
+    assert "no recipe nope" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from lightning_featvis.models.adapter import Layout, ModelAdapter
 from lightning_featvis.models.digits import DigitsViT
+from lightning_featvis.models.digits_cnn import DigitsCNN
 from lightning_featvis.models.digits_gpt2 import DigitsGPT2
 from lightning_featvis.models.digits_mixer import DigitsMixer
 from lightning_featvis.models.feedforward import FeedForwardMixer, FeedForwardViT
@@ -11,6 +12,7 @@ from lightning_featvis.models.torchvision_vit import CustomViT, TorchvisionViT
 
 __all__ = [
     "CustomViT",
+    "DigitsCNN",
     "DigitsGPT2",
     "DigitsMixer",
     "DigitsViT",
@@ -18,7 +20,8 @@ __all__ = [
     "FeedForwardViT",
     "GPT2OnViTStem",
     "GPT2ViTStack",
-    "Layout",     "ModelAdapter",
+    "Layout",
+    "ModelAdapter",
     "TimmModel",
     "TorchvisionViT",
 ]

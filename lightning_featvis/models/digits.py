@@ -21,6 +21,10 @@ DIGITS_MEAN = (0.5, 0.5, 0.5)
 DIGITS_STD = (0.5, 0.5, 0.5)
 #: the shipped weights (trained by ``featvis fit --config configs/train_digits.yaml``)
 DIGITS_VIT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "digits_vit.pt"
+#: a second digits ViT, same recipe with ``seed_everything: 1`` (trained by ``featvis fit --config
+#: configs/train_digits_vit_seed1.yaml``): an independent judge, load it with
+#: ``DigitsViT(checkpoint=str(DIGITS_VIT_SEED1_CHECKPOINT))``
+DIGITS_VIT_SEED1_CHECKPOINT = Path(__file__).parent / "checkpoints" / "digits_vit_seed1.pt"
 
 
 class DigitsViT(CustomViT):

@@ -157,21 +157,44 @@ class VisualizationObjective(L.LightningModule):
             self._probes[key] = Probe(self.net, layers)
         return self._probes[key](self.network.normalize(view))
 
-    def target_losses(self, view: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-target loss and mean selected activation, both ``[G]``, of views ``[G, C, s, s]``
-        cut from canvases ``image`` ``[G, C, S, S]``; padding slots give 0."""
+    def target_losses(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-target loss and mean selected activation, both ``[G]``, of views
+        ``[G * k, C, s, s]``: k copies per target, target-major (an augmentation ensemble; k = 1
+        without one). A target's loss is the mean over its copies; padding slots give 0."""
         layers = sorted({t.layer for t in self.targets if t is not None})
-        acts = self.activations(view, layers)
+        acts = self.activations(views, layers)
+        copies = views.shape[0] // len(self.targets)
         losses, means = [], []
         for i, target in enumerate(self.targets):
             if target is None:
-                losses.append(view.new_zeros(()))
-                means.append(view.new_zeros(()))
+                losses.append(views.new_zeros(()))
+                means.append(views.new_zeros(()))
                 continue
-            chosen = self.select({k: v[i : i + 1] for k, v in acts.items()}, target).float()
-            losses.append(self.loss(chosen, target)[0])
+            rows = slice(i * copies, (i + 1) * copies)
+            chosen = self.select({k: v[rows] for k, v in acts.items()}, target).float()
+            losses.append(self.loss(chosen, target).mean())
             means.append(chosen.detach().mean())
-        return torch.stack(losses) + self.regularization(view, image), torch.stack(means)
+        return torch.stack(losses), torch.stack(means)
+
+    def augment(self, view: torch.Tensor, step: int) -> torch.Tensor:
+        """The views the model sees this step, ``[G * k, C, s, s]``: ``view`` ``[G, C, s, s]``
+        through the Trainer's augmentation callbacks (those with an ``augment`` method, e.g.
+        :class:`~lightning_featvis.callbacks.AugmentationEnsemble`), in their order."""
+        for callback in self.trainer.callbacks:
+            hook = getattr(callback, "augment", None)
+            if hook is not None:
+                view = hook(view, self.targets, step)
+        return view
+
+    def penalties(self, view: torch.Tensor, image: torch.Tensor, step: int) -> torch.Tensor:
+        """Per-target ``[G]`` sum of :meth:`regularization` and the Trainer's penalty callbacks
+        (those with a ``penalty(view, image, step)`` method, e.g. ``TotalVariation``)."""
+        total = self.regularization(view, image)
+        for callback in self.trainer.callbacks:
+            hook = getattr(callback, "penalty", None)
+            if hook is not None:
+                total = total + hook(view, image, step)
+        return total
 
     def valid(self) -> torch.Tensor:
         return torch.tensor([t is not None for t in self.targets], device=self.device)
@@ -257,7 +280,8 @@ class VisualizationObjective(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         image = self.param()
         view = self.crop(image, self.view_offsets())
-        losses, means = self.target_losses(view, image)
+        losses, means = self.target_losses(self.augment(view, batch["step"]))
+        losses = losses + self.penalties(view, image, batch["step"])
         valid = self.valid()
         # a sum, not a mean: each target's gradient must not depend on the group size
         loss = (losses * valid).sum()
@@ -283,7 +307,9 @@ class VisualizationObjective(L.LightningModule):
         with torch.no_grad():
             image = self.param().detach().clamp(0, 1)
             centre = self.crop(image, self.view_offsets(torch.full((image.shape[0], 2), 0.5)))
-            losses, activations = self.target_losses(centre, image)
+            # the plain centre view: no augmentation, as the images will be used
+            losses, activations = self.target_losses(centre)
+            losses = losses + self.penalties(centre, image, self.steps_per_target - 1)
         groups = torch.tensor([group], device=self.device)
         if self.trainer.world_size > 1:
             image, activations, losses, groups = (self.all_gather(t) for t in (image, activations, losses, groups))

@@ -28,6 +28,9 @@ class NeuronObjective(VisualizationObjective):
             patches) or ``mean`` (comparable step sizes for units of any size, so one learning
             rate suits class logits and whole-layer units in the same run).
         scale: multiplies the loss (the seeds' scripts scale by 20).
+        log_softmax_logits: units of a logits layer (``class=k``) are read as log-probabilities
+            (log-softmax over the classes) instead of raw logits, so raising class k also means
+            lowering the others: class images then show what separates k from the rest.
     """
 
     def __init__(
@@ -38,17 +41,23 @@ class NeuronObjective(VisualizationObjective):
         constant: float = 200.0,
         reduction: Literal["sum", "mean"] = "sum",
         scale: float = 1.0,
+        log_softmax_logits: bool = False,
         octaves: list[Octave] | None = None,
         param: ImageParam | None = None,
         optimizer: OptimizerCallable | None = None,
     ) -> None:
         super().__init__(network=network, octaves=octaves, param=param, optimizer=optimizer)
         self.layer, self.loss_form, self.constant, self.scale = layer, loss_form, constant, scale
-        self.reduction = reduction
+        self.reduction, self.log_softmax_logits = reduction, log_softmax_logits
 
     @property
     def default_layer(self) -> str | None:
         return self.layer
+
+    def select(self, acts: dict[str, torch.Tensor], target: Target) -> torch.Tensor:
+        if self.log_softmax_logits and self.network.layout(target.layer).kind == "logits":
+            acts = {**acts, target.layer: acts[target.layer].float().log_softmax(dim=-1)}
+        return super().select(acts, target)
 
     def loss(self, selected: torch.Tensor, target: Target) -> torch.Tensor:
         if self.loss_form == "l1":
