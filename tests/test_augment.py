@@ -4,7 +4,13 @@ import pytest
 import torch
 from conftest import Collector, render
 
-from lightning_featvis import AugmentationEnsemble, FeatvisError, NeuronObjective, Octave, TotalVariation
+from lightning_featvis import (
+    AugmentationEnsemble,
+    FeatvisError,
+    NeuronObjective,
+    Octave,
+    TotalVariation,
+)
 from lightning_featvis.data import parse_targets
 from lightning_featvis.models import DigitsViT
 

@@ -14,6 +14,7 @@ from lightning_featvis.params import (
     FourierImage,
     GrayscaleImage,
     MacoImage,
+    PixelImage,
 )
 from lightning_featvis.params.color import (
     decorrelated_to_rgb,
@@ -244,3 +245,17 @@ def test_maco_default_magnitude_is_one_over_f():
     low, high = radial_power(unsquash(param().detach()))
     white_low, white_high = radial_power(torch.randn(G, 3, S, S, generator=torch.Generator().manual_seed(0)))
     assert low / high > 10 * (white_low / white_high)
+
+
+@pytest.mark.parametrize("name", [*PARAMS, "pixel"])
+def test_a_saved_state_loads_into_a_module_that_never_ran_setup(name):
+    """What ddp_spawn's parent process and a resumed run do: the storage adopts the saved shape."""
+    cls = PixelImage if name == "pixel" else PARAMS[name]
+    source = cls()
+    source.allocate(G, MAX)
+    source.reset_([0, 1], S)
+    fresh = cls()
+    fresh.load_state_dict(source.state_dict())
+    assert fresh.size == MAX  # the saved storage is whole: its active size is unknown, the maximum
+    (saved,), (loaded,) = source.parameters(), fresh.parameters()
+    torch.testing.assert_close(loaded, saved)

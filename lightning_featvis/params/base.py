@@ -41,6 +41,17 @@ class ImageParam(nn.Module):
     def forward(self) -> torch.Tensor:
         """The rendered canvases ``[G, C, S, S]`` in [0, 1] pixel space (differentiable)."""
 
+    def adopt_saved_storage(self, state_dict: dict, prefix: str, name: str) -> torch.Size | None:
+        """Before loading a state dict: a module that never ran setup (``ddp_spawn``'s parent
+        process, a resumed run) has no storage yet, so replace parameter ``name`` by zeros of
+        the saved shape. Returns that shape when it did (the caller sets its size), else None."""
+        saved = state_dict.get(prefix + name)
+        current = getattr(self, name)
+        if saved is None or saved.shape == current.shape:
+            return None
+        setattr(self, name, nn.Parameter(torch.zeros_like(saved, device=current.device)))
+        return saved.shape
+
     @abstractmethod
     def update_(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Replace the rendered canvases by ``fn(canvases)`` (no gradient): blur and other

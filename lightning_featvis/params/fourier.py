@@ -60,11 +60,9 @@ class FourierImage(ImageParam):
         return self._size
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # a module that never ran setup has no storage yet: adopt the saved shape first
-        saved = state_dict.get(prefix + "spectrum")
-        if saved is not None and saved.shape != self.spectrum.shape:
-            self.spectrum = nn.Parameter(torch.zeros_like(saved, device=self.spectrum.device))
-            self._size = saved.shape[-3]
+        shape = self.adopt_saved_storage(state_dict, prefix, "spectrum")
+        if shape is not None:
+            self._size = shape[-3]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def scale(self, size: int) -> torch.Tensor:

@@ -78,11 +78,9 @@ class MacoImage(ImageParam):
         return self._size
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # a module that never ran setup has no storage yet: adopt the saved shape first
-        saved = state_dict.get(prefix + "phase")
-        if saved is not None and saved.shape != self.phase.shape:
-            self.phase = nn.Parameter(torch.zeros_like(saved, device=self.phase.device))
-            self._size = saved.shape[-2]
+        shape = self.adopt_saved_storage(state_dict, prefix, "phase")
+        if shape is not None:
+            self._size = shape[-2]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def magnitude(self, size: int) -> torch.Tensor:
