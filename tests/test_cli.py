@@ -108,7 +108,7 @@ def test_own_objective_runs_by_class_path(tmp_path):
 
 def test_blur_schedule_must_fit_the_octaves(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), f"--trainer.default_root_dir={tmp_path}",
+        main(["fit", "--config", str(ROOT / "configs" / "recipes" / "badger.yaml"), f"--trainer.default_root_dir={tmp_path}",
               "--model.init_args.octaves=[{steps: 2}]"])
     assert "2 sigma pairs for 1 octave(s): give one [start, end] pair for all octaves" in capsys.readouterr().err
 

@@ -105,3 +105,19 @@ def test_outputs_are_written_even_when_no_output_callback_is_configured(tiny, tm
     render(objective, ["neuron=0"], tmp_path, callbacks=[], logger=TensorBoardLogger(tmp_path))
     assert list(tmp_path.rglob(f"images/{BLOCK1}__neuron0.png"))
     assert list(tmp_path.rglob("events.out.tfevents*"))
+
+
+def test_class_units_can_be_read_as_log_probabilities(tmp_path):
+    from lightning_featvis.data import parse_targets
+    from lightning_featvis.models import DigitsViT
+
+    logits = torch.randn(2, 10)
+    block = torch.randn(2, 65, 64)
+    (klass, neuron) = parse_targets(["heads.head:class=3", "encoder.layers.encoder_layer_1:neuron=5"])
+    acts = {"heads.head": logits, "encoder.layers.encoder_layer_1": block}
+    plain = NeuronObjective(DigitsViT())
+    softmax = NeuronObjective(DigitsViT(), log_softmax_logits=True)
+    torch.testing.assert_close(plain.select(acts, klass), logits[:, 3:4])
+    torch.testing.assert_close(softmax.select(acts, klass), logits.log_softmax(-1)[:, 3:4])
+    # other layers are untouched
+    torch.testing.assert_close(softmax.select(acts, neuron), plain.select(acts, neuron))
