@@ -54,10 +54,9 @@ class ReconstructionReport(L.Callback):
         if not trainer.is_global_zero:
             return
         order = {t.key: i for i, t in enumerate(trainer.datamodule.targets)}
-        # the measured image is the model-sized centre of each canvas, as in the group's result
-        s = pl_module.network.image_size
-        top = (result.images.shape[-1] - s) // 2
-        views = result.images[..., top : top + s, top : top + s]
+        # the measured image is the model-sized centre view of each canvas, as in the group's result
+        centre = torch.full((len(result.targets), 2), 0.5)
+        views = pl_module.crop(result.images, pl_module.view_offsets(centre))
         for target, view, row in zip(result.targets, views, pl_module.fidelity(views.to(pl_module.device), result.targets)):
             position = order[target.key]
             self.images[position] = view
