@@ -1,6 +1,7 @@
 """Model loading: names, weights enums, local checkpoint files, and clear errors offline."""
 
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,3 +62,14 @@ def test_named_vit_loads_a_local_checkpoint(tmp_path):
     torch.save(net.state_dict(), path)
     loaded = TorchvisionViT("vit_b_32", checkpoint=str(path)).build().eval()
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_a_nested_command_line_null_gets_a_way_out(tmp_path, capsys):
+    from lightning_featvis.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "seeds" / "vit_b32_first28_reconstruction_l1.yaml"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), "--model.network.init_args.weights", "null",
+              f"--trainer.default_root_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert "unknown weights 'None' for vit_b_32" in err and '"weights": null' in err

@@ -74,8 +74,13 @@ class TorchvisionViT(_VitAdapter):
             return enum[self.weights]
         except KeyError:
             choices = ", ".join(member.name for member in enum)
+            hint = ""
+            if self.weights == "None":
+                # jsonargparse turns `--model.network.init_args.weights null` into this string
+                hint = (" (for random weights from the command line pass the whole network: --model.network "
+                        """'{"class_path": "...TorchvisionViT", "init_args": {"name": ..., "weights": null}}')""")
             raise FeatvisError(
-                f"unknown weights {self.weights!r} for {self.model_name}; choose one of {choices}"
+                f"unknown weights {self.weights!r} for {self.model_name}; choose one of {choices}{hint}"
             ) from None
 
     def _weights_image_size(self) -> int:
