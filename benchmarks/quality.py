@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 
 from lightning_featvis.cli import main as featvis
+from lightning_featvis.images import load_photo
 
 RECIPES_DIR = Path("configs/recipes")
 RECIPES = ("badger", "lucent", "ghiasi", "maco", "best")
@@ -83,8 +83,7 @@ def read_class_images(folder: Path, size: int = 32) -> torch.Tensor:
         files = {row["unit"]: row["file"] for row in csv.DictReader(f)}
     images = []
     for c in range(10):
-        pixels = np.array(Image.open(folder / files[f"class{c}"]).convert("RGB"))
-        image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+        image = load_photo(str(folder / files[f"class{c}"]))[0]  # square PNG: read as is
         top = (image.shape[-1] - size) // 2
         images.append(image[:, top : top + size, top : top + size])
     return torch.stack(images)

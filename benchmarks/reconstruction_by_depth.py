@@ -33,7 +33,6 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lightning_featvis.cli import main as featvis
@@ -107,7 +106,6 @@ def latest_images(root: Path) -> Path:
 def add_uncovered_psnr(rows: list[dict], images: Path, run: Run) -> None:
     """PSNR of the pixel rows below patch row 4 (never covered by the first 28 tokens), from
     the written PNGs, into each row as ``uncovered``."""
-    from PIL import Image
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     from lightning_featvis.images import load_photo
@@ -115,8 +113,7 @@ def add_uncovered_psnr(rows: list[dict], images: Path, run: Run) -> None:
     with (images / "manifest.csv").open() as f:
         files = {r["target"]: r["file"] for r in csv.DictReader(f)}
     for row in rows:
-        pixels = torch.from_numpy(np.array(Image.open(images / files[row["target"]]).convert("RGB")))
-        image = pixels.permute(2, 0, 1).float().div(255)[None]
+        image = load_photo(str(images / files[row["target"]]))  # square PNG: read as is
         photo = load_photo(run.photo, image.shape[-1])
         top = 4 * run.patch
         row["uncovered"] = float(peak_signal_noise_ratio(image[..., top:, :], photo[..., top:, :], data_range=1.0))

@@ -7,6 +7,14 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 
+def tensorboard_writers(trainer: L.Trainer) -> list:
+    """The SummaryWriters of the Trainer's TensorBoard loggers, on rank 0 only (elsewhere
+    ``TensorBoardLogger.experiment`` is a dummy)."""
+    if not trainer.is_global_zero:
+        return []
+    return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+
 class ImageLogger(L.Callback):
     """Logs images to every TensorBoard logger of the Trainer (rank 0 only).
 
@@ -21,23 +29,17 @@ class ImageLogger(L.Callback):
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
 
-    @staticmethod
-    def _writers(trainer: L.Trainer):
-        if not trainer.is_global_zero:
-            return []  # TensorBoardLogger.experiment is a dummy on other ranks
-        return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self.every_n_steps or batch["step"] % self.every_n_steps:
             return
-        writers = self._writers(trainer)
+        writers = tensorboard_writers(trainer)
         if writers:
             grid = make_grid(pl_module.param().detach().clamp(0, 1).float().cpu(), nrow=8, padding=2)
             for writer in writers:
                 writer.add_image(f"{pl_module.network.name}/progress", grid, trainer.global_step)
 
     def on_target_group_end(self, trainer, pl_module, result) -> None:
-        writers = self._writers(trainer)
+        writers = tensorboard_writers(trainer)
         model = pl_module.network.name
         for writer in writers:
             writer.add_image(f"{model}/final", make_grid(result.images, nrow=8, padding=2), trainer.global_step)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
 import lightning as L
 from torchvision.utils import save_image
 
-from lightning_featvis.files import atomic_write
+from lightning_featvis.files import atomic_write, atomic_write_csv
 
 
 class ImageWriter(L.Callback):
@@ -45,8 +44,4 @@ class ImageWriter(L.Callback):
                 dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name,
                      activation=f"{float(activation):.6g}", loss=f"{float(loss):.6g}")
             )
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self.FIELDS)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write(self.directory / "manifest.csv", text.getvalue().encode())
+        atomic_write_csv(self.directory / "manifest.csv", self.FIELDS, self.rows)

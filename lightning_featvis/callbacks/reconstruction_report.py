@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 
+from lightning_featvis.callbacks.image_logger import tensorboard_writers
 from lightning_featvis.errors import FeatvisError
-from lightning_featvis.files import atomic_write
+from lightning_featvis.files import atomic_write, atomic_write_csv
 
 
 class ReconstructionReport(L.Callback):
@@ -61,18 +60,18 @@ class ReconstructionReport(L.Callback):
             position = order[target.key]
             self.images[position] = view
             self.rows[position] = dict(target=target.key, layer=target.layer, unit=target.unit.name, **row)
-            for writer in self._writers(trainer):
+            for writer in tensorboard_writers(trainer):
                 for name in ("psnr", "ssim", "accurate"):
                     writer.add_scalar(f"{pl_module.network.name}/reconstruction/{name}", float(row[name]), position)
         self._write(trainer, pl_module)
 
     def _write(self, trainer, pl_module) -> None:
         rows = [self.rows[i] for i in sorted(self.rows)]
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self.FIELDS)
-        writer.writeheader()
-        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
-        atomic_write(self.directory / "reconstruction.csv", text.getvalue().encode())
+        atomic_write_csv(
+            self.directory / "reconstruction.csv",
+            self.FIELDS,
+            ({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows),
+        )
 
         photo = pl_module.photo.cpu().to(self.images[min(self.images)].dtype)
         images = torch.cat([photo, torch.stack([self.images[i] for i in sorted(self.images)])])
@@ -85,11 +84,7 @@ class ReconstructionReport(L.Callback):
         table = "| target | PSNR (dB) | SSIM | accurate |\n|---|---|---|---|\n" + "".join(
             f"| {r['target']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['accurate']} |\n" for r in rows
         )
-        for tb in self._writers(trainer):
+        for tb in tensorboard_writers(trainer):
             tb.add_image(f"{model}/reconstruction/grid", grid, trainer.global_step)
             tb.add_text(f"{model}/reconstruction/table", table, trainer.global_step)
             tb.flush()
-
-    @staticmethod
-    def _writers(trainer: L.Trainer):
-        return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
