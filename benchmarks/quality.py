@@ -11,6 +11,10 @@ then judged:
   (``DigitsCNN``); reported per judge and as their mean;
 - **logit reached**: the class logit of the image divided by the highest logit of that class
   over all 1797 real digits (above 1 is expected);
+- **neuron reached** (QUALITY.md 3): the recipe also renders neurons 0-9 of the last block
+  MLP (``encoder.layers.encoder_layer_3.mlp.1``, each in all patches) from seed 0; each image's mean
+  activation of its neuron over the patches, divided by the highest that mean reaches on a
+  real digit, averaged over the ten neurons;
 - **seed consistency**: mean cosine similarity, over classes and seed pairs, of the model's own
   features of two seeds' images (the final class-token representation, ``encoder.ln`` token 0)
   and of their pixels (centred by their mean);
@@ -40,11 +44,14 @@ import yaml
 
 from lightning_featvis.cli import main as featvis
 from lightning_featvis.images import load_photo
+from lightning_featvis.units import parse_units, select
 
 RECIPES_DIR = Path("configs/recipes")
 RECIPES = ("badger", "lucent", "ghiasi", "maco", "best")
 CLASS_TARGETS = '["heads.head:class=0-9"]'
 FEATURE_LAYER = "encoder.ln"
+NEURON_LAYER = "encoder.layers.encoder_layer_3.mlp.1"
+NEURON_UNITS = "neuron=0-9"
 
 
 def recipe_config(recipe: str, recipes_dir: Path, root: Path, quick: bool) -> Path:
@@ -61,11 +68,12 @@ def recipe_config(recipe: str, recipes_dir: Path, root: Path, quick: bool) -> Pa
     return quick_path
 
 
-def render(recipe: str, recipes_dir: Path, seed: int, root: Path, quick: bool) -> tuple[Path, float]:
-    """Run one recipe for one seed; return its images folder and the wall time."""
-    run_root = root / recipe / f"seed{seed}"
+def render(recipe: str, recipes_dir: Path, seed: int, root: Path, quick: bool,
+           targets: str = CLASS_TARGETS, kind: str = "classes") -> tuple[Path, float]:
+    """Run one recipe for one seed on ``targets``; return its images folder and the wall time."""
+    run_root = root / recipe / kind / f"seed{seed}"
     command = ["fit", "--config", str(recipe_config(recipe, recipes_dir, root, quick)), "--seed_everything", str(seed),
-               "--data.init_args.targets", CLASS_TARGETS, "--data.init_args.group_size", "10",
+               "--data.init_args.targets", targets, "--data.init_args.group_size", "10",
                "--trainer.default_root_dir", str(run_root), "--trainer.enable_progress_bar", "false",
                "--trainer.enable_model_summary", "false"]
     print("featvis " + " ".join(f"'{a}'" if "[" in a else a for a in command), flush=True)
@@ -76,14 +84,14 @@ def render(recipe: str, recipes_dir: Path, seed: int, root: Path, quick: bool) -
     return versions[-1] / "images", seconds
 
 
-def read_class_images(folder: Path, size: int = 32) -> torch.Tensor:
-    """The ten class images ``[10, 3, size, size]`` (model-sized centre of each PNG), in class
-    order, from ``manifest.csv``."""
+def read_class_images(folder: Path, size: int = 32, units: list[str] | None = None) -> torch.Tensor:
+    """The images of ``units`` (default: the ten classes) ``[N, 3, size, size]`` (model-sized
+    centre of each PNG), in that order, from ``manifest.csv``."""
     with (folder / "manifest.csv").open() as f:
         files = {row["unit"]: row["file"] for row in csv.DictReader(f)}
     images = []
-    for c in range(10):
-        image = load_photo(str(folder / files[f"class{c}"]))[0]  # square PNG: read as is
+    for unit in units or [f"class{c}" for c in range(10)]:
+        image = load_photo(str(folder / files[unit]))[0]  # square PNG: read as is
         top = (image.shape[-1] - size) // 2
         images.append(image[:, top : top + size, top : top + size])
     return torch.stack(images)
@@ -105,9 +113,26 @@ class Judges:
             "CNN": self._built(DigitsCNN()),
         }
         self.features = Probe(self.net, [FEATURE_LAYER])
+        self.neuron_probe = Probe(self.net, [NEURON_LAYER])
+        self.neuron_units = parse_units(NEURON_UNITS)
         images, _ = load_digits_tensors()
         with torch.no_grad():
             self.real_max = self.net(self.model.normalize(images)).max(dim=0).values  # [10]
+            self.real_neuron_max = self.neuron_means(images).max(dim=0).values  # [10]
+
+    def neuron_means(self, images: torch.Tensor) -> torch.Tensor:
+        """Each of :attr:`neuron_units`' mean activation over the patches, for every image:
+        ``[B, 3, 32, 32]`` -> ``[B, units]`` (the neuron objective's quantity)."""
+        acts = self.neuron_probe(self.model.normalize(images))[NEURON_LAYER]
+        layout = self.model.layout(NEURON_LAYER)
+        return torch.stack([select(acts, layout, unit).mean(dim=1) for unit in self.neuron_units], dim=1)
+
+    @torch.no_grad()
+    def neuron_reached(self, images: torch.Tensor) -> float:
+        """Mean over units of unit i's activation in image i ``[units, 3, 32, 32]`` divided by
+        its highest on a real digit."""
+        means = self.neuron_means(images).diagonal()
+        return (means / self.real_neuron_max).mean().item()
 
     @staticmethod
     def _built(adapter):
@@ -136,8 +161,8 @@ class Judges:
         return row
 
 
-COLUMNS = ("self top-1", "transfer top-1", "transfer ViT seed 1", "transfer CNN", "logit reached", "feature cos",
-           "pixel cos", "s/image")
+COLUMNS = ("self top-1", "transfer top-1", "transfer ViT seed 1", "transfer CNN", "logit reached",
+           "neuron reached", "feature cos", "pixel cos", "s/image")
 
 
 def table(rows: dict[str, dict[str, float]]) -> str:
@@ -172,7 +197,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             folder, elapsed = render(recipe, recipes_dir, seed, root, args.quick)
             seconds += elapsed
             per_seed.append(read_class_images(folder))
-        rows[recipe] = {**judges.score(per_seed), "s/image": seconds / (10 * len(per_seed))}
+        folder, elapsed = render(recipe, recipes_dir, 0, root, args.quick,
+                                 f'["{NEURON_LAYER}:{NEURON_UNITS}"]', "neurons")
+        units = [unit.name for unit in judges.neuron_units]
+        rows[recipe] = {**judges.score(per_seed), "neuron reached": judges.neuron_reached(read_class_images(folder, units=units)),
+                        "s/image": seconds / (10 * len(per_seed))}
     text = table(rows)
     print(text)
     root.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Augmentation ensembles and the total-variation penalty."""
+"""Augmentation ensembles and the total-variation and pixel-norm penalties."""
 
 import pytest
 import torch
@@ -9,6 +9,7 @@ from lightning_featvis import (
     FeatvisError,
     NeuronObjective,
     Octave,
+    PixelNorm,
     TotalVariation,
 )
 from lightning_featvis.data import parse_targets
@@ -102,3 +103,19 @@ def test_sampled_parameters_span_their_ranges():
     assert 0.8 <= zoom.min() < 0.85 and 1.2 < zoom.max() <= 1.25
     assert 0.15 < angle.abs().max() <= torch.pi / 18
     assert 0.15 < colour.abs().max() <= 0.2
+
+
+def test_pixel_norm_matches_its_formula_and_darkens_the_background(tmp_path):
+    view = torch.rand(2, 3, 8, 8)
+    expected = (view - 0.25).abs().pow(1.5).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(PixelNorm(0.5, p=1.5, target=0.25).penalty(view, view, 0), 0.5 * expected)
+    with pytest.raises(FeatvisError, match="weight"):
+        PixelNorm(-1)
+    with pytest.raises(FeatvisError, match="p must be"):
+        PixelNorm(p=0.5)
+    brightness = {}
+    for weight in (0.0, 50.0):
+        seen = render(NeuronObjective(DigitsViT(), reduction="mean", octaves=[Octave(steps=40, lr=(1.0, 1.0))]),
+                      [f"{BLOCK1}:neuron=3"], tmp_path / str(weight), callbacks=[PixelNorm(weight)])
+        brightness[weight] = float(seen.results[0].images.mean())
+    assert brightness[50.0] < 0.5 * brightness[0.0], brightness

@@ -52,7 +52,7 @@ def test_quality_quick_judges_every_recipe(tmp_path, capsys):
     for row in rows.values():
         assert all(0.0 <= row[k] <= 1.0 for k in ("self top-1", "transfer top-1", "transfer CNN", "transfer ViT seed 1"))
         assert row["transfer top-1"] == (row["transfer CNN"] + row["transfer ViT seed 1"]) / 2
-        assert -1.0 <= row["feature cos"] <= 1.0 and row["s/image"] > 0
+        assert -1.0 <= row["feature cos"] <= 1.0 and row["s/image"] > 0 and row["neuron reached"] > 0
     assert "| best |" in capsys.readouterr().out and (tmp_path / "quality.md").is_file()
 
 
@@ -62,9 +62,14 @@ def test_quality_judges_real_digits_as_digits():
 
     split = digits_split()
     per_class = [torch.stack([split.val_images[split.val_labels == c][i] for c in range(10)]) for i in range(2)]
-    row = load("quality").Judges().score(per_class)
+    judges = load("quality").Judges()
+    row = judges.score(per_class)
     assert row["self top-1"] >= 0.9 and row["transfer top-1"] >= 0.9
     assert 0.5 < row["logit reached"] <= 1.0  # real digits cannot beat the real maximum
+    # neuron i's own top real digit reaches exactly 1; others do not beat it
+    means = judges.neuron_means(split.train_images)
+    best = torch.stack([split.train_images[means[:, i].argmax()] for i in range(means.shape[1])])
+    assert judges.neuron_reached(best) <= 1.0 + 1e-5 and judges.neuron_reached(best) > 0.9
 
 
 def test_quality_recipe_names_are_checked(tmp_path, capsys):

@@ -259,3 +259,46 @@ def test_a_saved_state_loads_into_a_module_that_never_ran_setup(name):
     assert fresh.size == MAX  # the saved storage is whole: its active size is unknown, the maximum
     (saved,), (loaded,) = source.parameters(), fresh.parameters()
     torch.testing.assert_close(loaded, saved)
+
+
+@pytest.mark.parametrize("cls", [PixelImage, GrayscaleImage, DecorrelatedImage])
+def test_a_downsampled_canvas_is_its_stored_grid_upsampled_bilinearly(cls):
+    param = cls(downsample=4)
+    param.allocate(G, MAX)
+    param.reset_([0, 1], S)
+    stored = param.region()
+    assert stored.shape[-2:] == (S // 4, S // 4) and param.size == S
+    image = param()
+    assert image.shape == (G, 3, S, S)
+    # the digits' own recipe: 8x8 upsampled bilinearly (align_corners=False) to 32x32
+    up = F.interpolate(stored.detach(), size=(S, S), mode="bilinear", align_corners=False)
+    if cls is DecorrelatedImage:
+        up = squash(decorrelated_to_rgb(up))
+    torch.testing.assert_close(image.detach(), up.expand(-1, 3, -1, -1))
+    image.sum().backward()
+    assert param.canvas.grad is not None and param.canvas.grad[:, :, : S // 4, : S // 4].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [PixelImage, GrayscaleImage])
+def test_a_downsampled_canvas_keeps_edits_that_change_nothing_and_takes_uniform_ones(cls):
+    param = cls(downsample=4)
+    param.allocate(G, MAX)
+    param.reset_([0, 1], S)
+    before = param().detach().clone()
+    stored = param.region().detach().clone()
+    param.update_(lambda x: x)
+    assert torch.equal(param.region(), stored)
+    param.update_(lambda x: x.add_(0.25))  # in place, as the blur callback may edit
+    torch.testing.assert_close(param(), before + 0.25)
+
+
+def test_a_downsampled_canvas_grows_and_refuses_sides_it_cannot_store():
+    param = GrayscaleImage(downsample=4)
+    param.allocate(G, MAX)
+    param.reset_([0, 1], S)
+    param.resize_(MAX)
+    assert param.size == MAX and param.region().shape[-1] == MAX // 4 and param().shape[-1] == MAX
+    with pytest.raises(ValueError, match="not a multiple of downsample=4"):
+        param.reset_([0, 1], 30)
+    with pytest.raises(ValueError, match="downsample must be"):
+        GrayscaleImage(downsample=0)

@@ -16,8 +16,8 @@ class GrayscaleImage(RegionImage):
     canvas wastes two thirds of its freedom on colours the model never saw; one channel keeps
     the optimisation inside the model's input distribution.
 
-    Storage ``canvas`` ``[G, 1, S_max, S_max]``, allocated once; the active region is the
-    top-left ``S x S``. :meth:`forward` returns ``[G, 3, S, S]`` raw values, like
+    Storage ``canvas`` ``[G, 1, S_max/d, S_max/d]`` (d: ``downsample``), allocated once; the
+    active region is the top-left ``S/d x S/d``. :meth:`forward` returns ``[G, 3, S, S]`` raw values, like
     :class:`PixelImage`: no clamp here, because a clamp would kill the gradient of
     out-of-range pixels (the objective clamps only for output).
 
@@ -31,8 +31,8 @@ class GrayscaleImage(RegionImage):
 
     stored_channels = 1
 
-    def __init__(self, mean: float = 0.7, std: float = 1 / 20) -> None:
-        super().__init__()
+    def __init__(self, mean: float = 0.7, std: float = 1 / 20, downsample: int = 1) -> None:
+        super().__init__(downsample)
         self.mean, self.std = mean, std
 
     def initial(self, generator: torch.Generator | None, size: int) -> torch.Tensor:
@@ -42,10 +42,11 @@ class GrayscaleImage(RegionImage):
 
     def forward(self) -> torch.Tensor:
         # a view, not a copy: the three channels share the one trainable channel's gradient
-        return self.region().expand(-1, self.channels, -1, -1)
+        return self.upsampled(self.region()).expand(-1, self.channels, -1, -1)
 
     def update_(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         with torch.no_grad():
             # fn may edit its input in place (the blur callback does): give it its own memory
-            edited = fn(self.forward().clone())
-            self.region().copy_(edited.mean(dim=1, keepdim=True))
+            before = self.upsampled(self.region())
+            edited = fn(before.expand(-1, self.channels, -1, -1).clone())
+            self.store_edit_(before, edited.mean(dim=1, keepdim=True))

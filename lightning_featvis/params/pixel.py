@@ -11,18 +11,21 @@ from lightning_featvis.params.region import RegionImage
 
 
 class PixelImage(RegionImage):
-    """Canvases stored as raw pixels ``[G, C, S_max, S_max]``; the active region is the
-    top-left ``S x S`` (pixels outside it get no gradient and so never move).
+    """Canvases stored as raw pixels ``[G, C, S_max/d, S_max/d]`` (d: ``downsample``); the
+    active region is the top-left ``S/d x S/d`` (pixels outside it get no gradient and so never
+    move).
 
     Args:
         init: ``normal`` draws N(``mean``, ``std``) per pixel (the seeds' N(0.7, 1/20));
             ``uniform`` draws U(``mean`` - ``std``, ``mean`` + ``std``).
         mean: centre of the initial pixel values.
         std: spread of the initial pixel values.
+        downsample: store the canvas at 1/d of its side, upsampled bilinearly
+            (:class:`RegionImage`); 1: every pixel free.
     """
 
-    def __init__(self, init: str = "normal", mean: float = 0.7, std: float = 1 / 20) -> None:
-        super().__init__()
+    def __init__(self, init: str = "normal", mean: float = 0.7, std: float = 1 / 20, downsample: int = 1) -> None:
+        super().__init__(downsample)
         if init not in ("normal", "uniform"):
             raise ValueError(f"init must be 'normal' or 'uniform', got {init!r}")
         self.init, self.mean, self.std = init, mean, std
@@ -36,12 +39,13 @@ class PixelImage(RegionImage):
         return (torch.rand(shape, generator=generator) * 2 - 1) * self.std + self.mean
 
     def forward(self) -> torch.Tensor:
-        return self.region()
+        return self.upsampled(self.region())
 
     def update_(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         with torch.no_grad():
-            region = self.region()
-            region.copy_(fn(region.clone()))
+            before = self.forward()
+            # fn may edit its input in place (the blur callback does): give it its own memory
+            self.store_edit_(before, fn(before.clone()))
 
 
 class PhotoImage(PixelImage):
