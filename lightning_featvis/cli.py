@@ -42,6 +42,14 @@ class FeatvisCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", {"max_epochs": 1})
         super().__init__(args=args, **kwargs)
 
+    def before_fit(self) -> None:
+        # the config's identity lets a rerun of the same command resume an interrupted sweep
+        from lightning_featvis.data import TargetDataModule
+        from lightning_featvis.resume import config_fingerprint
+
+        if isinstance(self.datamodule, TargetDataModule):
+            self.datamodule.run_fingerprint = config_fingerprint(self.config[self.subcommand].as_dict())
+
 
 def _featvis_error(err: BaseException) -> FeatvisError | None:
     """The FeatvisError behind ``err``: the argument parser wraps errors raised while it

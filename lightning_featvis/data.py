@@ -9,12 +9,16 @@ results do not depend on how targets are grouped or on how many ranks run them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.resume import FinishedTargets, find_finished, write_run_file
 from lightning_featvis.units import Unit, parse_units
 
 
@@ -36,18 +40,31 @@ class Target:
         return f"{self.layer or 'output'}__{self.unit.name}"
 
 
-def parse_targets(specs: str | list[str]) -> list[Target]:
+def parse_targets(
+    specs: str | list[str],
+    unit_sizes: Callable[[str], dict[str, int]] | None = None,
+    default_layer: str | None = None,
+) -> list[Target]:
     """Expand target specifications ``[layer:]unit`` into targets.
 
     ``"heads.head:class=0-9"`` gives ten targets; ``"neuron=0-15"`` gives sixteen on the
     objective's default layer. See :mod:`lightning_featvis.units` for the unit grammar.
+
+    Args:
+        unit_sizes: a layer's sizes for ``*`` (``neuron=*``: every neuron), e.g.
+            :meth:`VisualizationObjective.unit_sizes`; asked only for specs that use ``*``.
+        default_layer: the layer of specs that name none, for their ``*``.
     """
     if isinstance(specs, str):
         specs = [specs]
     targets = []
     for spec in specs:
         layer, sep, unit_spec = str(spec).rpartition(":")
-        targets += [Target(layer if sep else None, unit) for unit in parse_units(unit_spec)]
+        layer = layer if sep else None
+        sizes = None
+        if "*" in unit_spec and unit_sizes is not None and (layer or default_layer) is not None:
+            sizes = unit_sizes(layer or default_layer)
+        targets += [Target(layer, unit) for unit in parse_units(unit_spec, sizes)]
     if not targets:
         raise FeatvisError("no targets given; e.g. targets: ['neuron=0-15'] or ['heads.head:class=0-9']")
     keys = [t.key for t in targets]
@@ -86,21 +103,27 @@ class TargetDataModule(L.LightningDataModule):
     Args:
         targets: target specifications ``[layer:]unit`` (see :func:`parse_targets`).
         group_size: targets optimised together in one batch.
+        resume: skip the targets that an earlier run of the same config finished, taking
+            their images over (:mod:`lightning_featvis.resume`); needs a logger (versioned
+            folders) and :attr:`run_fingerprint`, which ``featvis`` sets from the config.
     """
 
-    def __init__(self, targets: list[str] | str = "neuron=0", group_size: int = 16) -> None:
+    def __init__(self, targets: list[str] | str = "neuron=0", group_size: int = 16, resume: bool = True) -> None:
         super().__init__()
-        self.specs, self.requested_group_size = targets, group_size
+        self.specs, self.requested_group_size, self.resume = targets, group_size, resume
         self.targets: list[Target] = []
         self.group_size = 0
         self.groups: list[TargetGroup] = []
+        self.run_fingerprint: str | None = None
+        self.finished: FinishedTargets | None = None
 
-    def parse(self) -> None:
-        """Read the target specifications (in setup: the CLI's parser would wrap errors here)."""
+    def parse(self, unit_sizes: Callable[[str], dict[str, int]] | None = None, default_layer: str | None = None) -> None:
+        """Read the target specifications (in setup: the CLI's parser would wrap errors here);
+        ``unit_sizes`` and ``default_layer`` as :func:`parse_targets` takes them."""
         if self.requested_group_size < 1:
             raise FeatvisError(f"group_size must be >= 1, got {self.requested_group_size}")
-        self.targets = parse_targets(self.specs)
-        self.group_size = min(self.requested_group_size, len(self.targets))
+        self.targets = parse_targets(self.specs, unit_sizes, default_layer)
+        self.group_size = max(1, min(self.requested_group_size, len(self.targets)))
 
     def resolve_layers(self, default_layer: str | None) -> None:
         """Give targets without a layer the objective's default layer."""
@@ -119,9 +142,32 @@ class TargetDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         objective = self.trainer.lightning_module
-        self.parse()
-        self.resolve_layers(getattr(objective, "default_layer", None))
+        default_layer = getattr(objective, "default_layer", None)
+        self.parse(getattr(objective, "unit_sizes", None), default_layer)
+        self.resolve_layers(default_layer)
+        self.skip_finished()
         self.groups = self.make_groups()
+
+    def skip_finished(self) -> None:
+        """Resume: drop the targets an earlier run of this config finished (kept in
+        :attr:`finished` for the image writer to take over) and record this run's config."""
+        self.finished = None
+        log_dir = self.trainer.log_dir
+        if not self.resume or self.run_fingerprint is None or self.trainer.logger is None or log_dir is None:
+            return
+        # rank 0 reads (other nodes may not share its disk) and tells every rank, so all ranks
+        # cut the same groups
+        found = find_finished(Path(log_dir), self.run_fingerprint) if self.trainer.is_global_zero else None
+        finished = self.trainer.strategy.broadcast(found)
+        if finished is not None:
+            wanted = {t.key for t in self.targets}
+            finished.rows = [row for row in finished.rows if row["target"] in wanted]
+            self.targets = [t for t in self.targets if t.key not in finished.keys]
+            self.finished = finished
+            rank_zero_info(f"featvis: resuming: {len(finished.rows)} targets finished by {finished.images_dir.parent}, "
+                           f"{len(self.targets)} to go")
+        if self.trainer.is_global_zero:
+            write_run_file(Path(log_dir), self.run_fingerprint)
 
     def rank_groups(self) -> list[TargetGroup]:
         """This rank's groups: every ``world_size``-th one, padded so all ranks step together."""

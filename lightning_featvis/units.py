@@ -10,7 +10,9 @@ Unit specifications are short strings, e.g. ``neuron=5`` (one neuron in all patc
 ``neuron=[0,1,2]`` (three neurons together), ``neuron=5 patch=12`` (one neuron in one patch),
 ``patch=12`` (all neurons of one patch), ``class=3`` (a class logit), ``all`` (the whole
 layer), ``neuron=5 cls=1`` (include the class token). A range ``a-b`` expands into one unit
-per value; a bracketed list is one unit.
+per value; a bracketed list is one unit. ``*`` is every index of the layer (``neuron=*``: one
+unit per neuron, ``class=*``: per class, ``patch=*``: per patch); it needs the layer's sizes,
+which the objective gives when it reads the targets.
 """
 
 from __future__ import annotations
@@ -62,8 +64,14 @@ def _join(values: tuple[int, ...]) -> str:
     return "+".join(str(v) for v in values)
 
 
-def _parse_value(key: str, text: str) -> list[tuple[int, ...]]:
-    """``5`` -> [(5,)]; ``0-3`` -> [(0,), (1,), (2,), (3,)]; ``[0,2-3]`` -> [(0, 2, 3)]."""
+def _parse_value(key: str, text: str, size: int | None = None) -> list[tuple[int, ...]]:
+    """``5`` -> [(5,)]; ``0-3`` -> [(0,), (1,), (2,), (3,)]; ``[0,2-3]`` -> [(0, 2, 3)];
+    ``*`` -> one tuple per index below ``size``."""
+    if text == "*":
+        if size is None:
+            raise FeatvisError(f"{key}=* means every {key} of the layer, which is only known with the model: "
+                               "give targets to a run (data: targets), not to parse_units alone")
+        return [(v,) for v in range(size)]
 
     def ints(item: str) -> list[int]:
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", item.strip())
@@ -80,8 +88,13 @@ def _parse_value(key: str, text: str) -> list[tuple[int, ...]]:
     return [(v,) for v in ints(text)]
 
 
-def parse_units(spec: str) -> list[Unit]:
-    """Expand one unit specification (see the module docstring) into units."""
+def parse_units(spec: str, sizes: dict[str, int] | None = None) -> list[Unit]:
+    """Expand one unit specification (see the module docstring) into units.
+
+    Args:
+        sizes: what ``*`` stands for in the unit's layer: ``{"neurons": D, "patches": P}``
+            (neurons are also the classes of a logits layer).
+    """
     spec = spec.strip()
     if spec in ("", "all"):
         return [Unit()]
@@ -98,7 +111,8 @@ def parse_units(spec: str) -> list[Unit]:
         elif field == "patches" and value == "cls":
             axes["patches"], axes["cls"] = [()], [True]
         else:
-            axes[field] = _parse_value(key, value)
+            size = (sizes or {}).get("neurons" if field == "class" else field)
+            axes[field] = _parse_value(key, value, size)
     if "class" in axes and ("neurons" in axes or "patches" in axes):
         raise FeatvisError(f"{spec!r}: class= cannot be combined with neuron= or patch=")
     fields = list(axes)

@@ -121,3 +121,17 @@ def test_class_units_can_be_read_as_log_probabilities(tmp_path):
     torch.testing.assert_close(softmax.select(acts, klass), logits.log_softmax(-1)[:, 3:4])
     # other layers are untouched
     torch.testing.assert_close(softmax.select(acts, neuron), plain.select(acts, neuron))
+
+
+def test_a_sweep_over_every_class_and_neuron_of_a_layer(tmp_path):
+    """``*`` expands from the model itself: 10 classes of the head, 64 neurons of a block."""
+    from lightning_featvis.models import DigitsViT
+
+    objective = NeuronObjective(DigitsViT(), octaves=[Octave(steps=1)])
+    assert objective.unit_sizes("encoder.layers.encoder_layer_1") == {"neurons": 64, "patches": 64}  # 8x8 patches
+    assert objective.unit_sizes("heads.head") == {"neurons": 10, "patches": 1}
+    seen = render(objective,
+                  ["heads.head:class=*", "encoder.layers.encoder_layer_1:neuron=*"], tmp_path, group_size=37)
+    keys = [t.key for r in seen.results for t in r.targets]
+    assert keys[:10] == [f"heads.head:class{c}" for c in range(10)]
+    assert keys[10:] == [f"encoder.layers.encoder_layer_1:neuron{n}" for n in range(64)]

@@ -20,6 +20,19 @@ def test_ranges_expand_and_sets_stay_together():
     assert parse_units("patch=cls") == [Unit(patches=(), class_token=True)]
 
 
+def test_a_star_is_every_index_of_the_layer():
+    sizes = {"neurons": 3, "patches": 2}
+    assert parse_units("neuron=*", sizes) == [Unit(neurons=(n,)) for n in range(3)]
+    assert parse_units("class=*", sizes) == [Unit(neurons=(n,), is_class=True) for n in range(3)]
+    assert len(parse_units("neuron=* patch=*", sizes)) == 6
+    assert parse_units("neuron=1 patch=*", sizes) == [Unit(neurons=(1,), patches=(p,)) for p in range(2)]
+    with pytest.raises(FeatvisError, match=r"neuron=\* means every neuron"):
+        parse_units("neuron=*")
+    asked = []
+    targets = parse_targets(["heads.head:class=*", "neuron=*"], lambda layer: asked.append(layer) or sizes, "blocks.0")
+    assert asked == ["heads.head", "blocks.0"] and len(targets) == 6 and targets[-1].layer is None
+
+
 def test_names_are_file_safe():
     assert Unit(neurons=(5,), patches=(12,)).name == "neuron5_patch12"
     assert Unit(neurons=(0, 1)).name == "neurons0+1"

@@ -15,6 +15,8 @@ class ImageWriter(L.Callback):
     """Writes one PNG per target, ``<layer>__<unit>.png`` (the whole canvas), and
     ``manifest.csv`` (target, layer, unit, file, final activation and loss) into
     ``<log_dir>/<dirname>`` as soon as each group finishes. Rank 0 writes for all ranks.
+    A resumed run (``TargetDataModule.finished``) first copies the earlier run's finished
+    images and rows, so every run's folder holds the whole sweep.
 
     Args:
         dirname: folder inside the Trainer's log directory.
@@ -31,6 +33,13 @@ class ImageWriter(L.Callback):
         # every rank asks (log_dir broadcasts from rank 0); only rank 0 writes
         self.directory = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
         self.rows = []
+        finished = getattr(trainer.datamodule, "finished", None)
+        if finished is None or not trainer.is_global_zero:
+            return
+        for row in finished.rows:
+            atomic_write(self.directory / row["file"], (finished.images_dir / row["file"]).read_bytes())
+            self.rows.append({k: row.get(k, "") for k in self.FIELDS})
+        atomic_write_csv(self.directory / "manifest.csv", self.FIELDS, self.rows)
 
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:

@@ -24,9 +24,10 @@ from lightning_featvis.units import as_tokens, check_unit, select
 
 # Benign by design: the frozen network stays in eval mode; batches describe targets (frozen
 # dataclasses Lightning cannot move, hence our transfer_batch_to_device); GroupSteps knows its
-# exact length and is never split across workers.
+# exact length and is never split across workers; a resumed sweep may have nothing left to do.
 for _message in (
     r".*module\(s\) in eval mode.*",
+    r".*Total length of `(DataLoader|CombinedLoader)` across ranks is zero.*",
     r".*overridden `transfer_batch_to_device`.*",
     r".*`IterableDataset` has `__len__` defined.*",
     r".*does not have many workers.*",
@@ -206,6 +207,16 @@ class VisualizationObjective(L.LightningModule):
         if self.net is None:
             self.net = self.network.build().eval().requires_grad_(False)
         return self.net
+
+    def unit_sizes(self, layer: str) -> dict[str, int]:
+        """What ``*`` stands for in ``layer`` (``neuron=*``, ``patch=*``, ``class=*``):
+        ``{"neurons": D, "patches": P}`` of its output viewed as tokens ``[B, T, D]``."""
+        s = self.network.image_size
+        layout = self.network.layout(layer)
+        with torch.no_grad():
+            acts = Probe(self.build_network(), [layer])(torch.zeros(1, 3, s, s))
+        _, tokens, width = as_tokens(acts[layer], layout).shape
+        return {"neurons": width, "patches": tokens - layout.prefix_tokens}
 
     def check_octaves(self) -> None:
         size = self.network.image_size

@@ -1,0 +1,89 @@
+"""Resuming a sweep: which targets an earlier, interrupted run of the same config finished.
+
+Every run writes into a new version folder (``lightning_logs/version_N``), so nothing earlier
+is ever overwritten. A run started with the same config as an earlier one (the same command)
+finds that run's ``images/manifest.csv`` (rows are written as each group finishes), copies its
+finished images and rows into its own folder, and renders only the rest. Canvases are seeded
+by each target's own key, so the resumed images are the ones an uninterrupted run would give.
+
+The config's identity is :func:`config_fingerprint`: the config without the settings that do
+not change any image (the logger, progress bars, devices and strategy).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUN_FILE = "featvis_run.json"
+# settings that change where and how fast a run goes, never its images (devices: shards are
+# seeded per target, so 1 and N devices give the same images)
+NEUTRAL_KEYS = {
+    "trainer": {"logger", "enable_progress_bar", "enable_model_summary", "devices", "num_nodes", "strategy",
+                "accelerator", "default_root_dir", "callbacks"},
+    "": {"ckpt_path", "config"},
+}
+# callbacks that only write outputs
+NEUTRAL_CALLBACKS = ("ImageLogger", "ImageWriter", "ReconstructionReport", "ModelCheckpoint")
+
+
+def config_fingerprint(config: dict) -> str:
+    """A short hash of ``config`` (a LightningCLI subcommand's config as plain data) without
+    the settings that do not change images; callbacks count unless they only write outputs."""
+    kept = {k: v for k, v in config.items() if k not in NEUTRAL_KEYS[""]}
+    trainer = dict(kept.get("trainer") or {})
+    callbacks = [cb for cb in trainer.get("callbacks") or []
+                 if not str((cb or {}).get("class_path", "")).endswith(NEUTRAL_CALLBACKS)]
+    kept["trainer"] = {k: v for k, v in trainer.items() if k not in NEUTRAL_KEYS["trainer"]}
+    kept["trainer"]["callbacks"] = callbacks
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class FinishedTargets:
+    """What an earlier run of the same config finished.
+
+    Attributes:
+        images_dir: that run's images folder.
+        rows: its manifest rows (``target``, ``file``, ...), one per finished target.
+    """
+
+    images_dir: Path
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def keys(self) -> set[str]:
+        return {row["target"] for row in self.rows}
+
+
+def _version_number(path: Path) -> int:
+    suffix = path.name.rpartition("_")[2]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def find_finished(log_dir: Path, fingerprint: str, images_dirname: str = "images") -> FinishedTargets | None:
+    """The newest sibling of ``log_dir`` (``version_*`` folders of the same logger) that ran
+    config ``fingerprint`` and finished at least one target; None if there is none."""
+    siblings = [p for p in log_dir.parent.glob("version_*") if p.is_dir() and p.resolve() != log_dir.resolve()]
+    for run in sorted(siblings, key=_version_number, reverse=True):
+        try:
+            if json.loads((run / RUN_FILE).read_text()).get("config") != fingerprint:
+                continue
+            with (run / images_dirname / "manifest.csv").open(newline="") as f:
+                rows = [row for row in csv.DictReader(f) if (run / images_dirname / row["file"]).is_file()]
+        except (OSError, ValueError, KeyError):
+            continue  # not a featvis run, another config, or nothing finished
+        if rows:
+            return FinishedTargets(run / images_dirname, rows)
+    return None
+
+
+def write_run_file(log_dir: Path, fingerprint: str) -> None:
+    """Record which config ``log_dir``'s run runs, for later runs to resume from."""
+    from lightning_featvis.files import atomic_write
+
+    atomic_write(log_dir / RUN_FILE, json.dumps({"config": fingerprint}).encode())
