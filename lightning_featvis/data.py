@@ -83,15 +83,17 @@ class TargetGroup:
 
 
 class GroupSteps(IterableDataset):
-    """Yields one batch per optimizer step: ``{"group": int, "step": int, "targets": tuple}``."""
+    """Yields one batch per optimizer step: ``{"group": int, "step": int, "targets": tuple,
+    "position": int}`` (position: the batch's index in this rank's whole stream), from batch
+    ``start`` on (a run resumed from a checkpoint skips the steps it already took)."""
 
-    def __init__(self, groups: list[TargetGroup], steps: int) -> None:
-        self.groups, self.steps = groups, steps
+    def __init__(self, groups: list[TargetGroup], steps: int, start: int = 0) -> None:
+        self.groups, self.steps, self.start = groups, steps, start
 
     def __iter__(self):
-        for group in self.groups:
-            for step in range(self.steps):
-                yield {"group": group.index, "step": step, "targets": group.targets}
+        for position in range(self.start, len(self)):
+            group = self.groups[position // self.steps]
+            yield {"group": group.index, "step": position % self.steps, "targets": group.targets, "position": position}
 
     def __len__(self) -> int:
         return len(self.groups) * self.steps
@@ -145,38 +147,53 @@ class TargetDataModule(L.LightningDataModule):
         default_layer = getattr(objective, "default_layer", None)
         self.parse(getattr(objective, "unit_sizes", None), default_layer)
         self.resolve_layers(default_layer)
-        self.skip_finished()
         self.groups = self.make_groups()
+        self.find_finished()
 
-    def skip_finished(self) -> None:
-        """Resume: drop the targets an earlier run of this config finished (kept in
-        :attr:`finished` for the image writer to take over) and record this run's config."""
+    def find_finished(self) -> None:
+        """Resume: find what an earlier run of this config finished (:attr:`finished`, whose
+        images the image writer takes over) and record this run's config. Groups are cut from
+        every target either way, so group numbers (and checkpoints' positions) never change;
+        :meth:`rank_groups` leaves finished groups out."""
         self.finished = None
         log_dir = self.trainer.log_dir
         if not self.resume or self.run_fingerprint is None or self.trainer.logger is None or log_dir is None:
             return
         # rank 0 reads (other nodes may not share its disk) and tells every rank, so all ranks
-        # cut the same groups
+        # leave out the same groups
         found = find_finished(Path(log_dir), self.run_fingerprint) if self.trainer.is_global_zero else None
         finished = self.trainer.strategy.broadcast(found)
         if finished is not None:
             wanted = {t.key for t in self.targets}
             finished.rows = [row for row in finished.rows if row["target"] in wanted]
-            self.targets = [t for t in self.targets if t.key not in finished.keys]
             self.finished = finished
             rank_zero_info(f"featvis: resuming: {len(finished.rows)} targets finished by {finished.images_dir.parent}, "
-                           f"{len(self.targets)} to go")
+                           f"{len(wanted - finished.keys)} to go")
         if self.trainer.is_global_zero:
             write_run_file(Path(log_dir), self.run_fingerprint)
 
+    def remaining_groups(self) -> list[TargetGroup]:
+        """The groups still to render: all of them, or (resuming by manifest) those with a
+        target the earlier run did not finish. Groups finish whole, so with the same config
+        (same targets and group size) a group is either finished or not started. A run
+        restored from a checkpoint keeps them all: its position counts every group."""
+        restored = getattr(self.trainer.lightning_module, "resume_position", 0) > 0
+        if self.finished is None or restored:
+            return self.groups
+        done = self.finished.keys
+        return [g for g in self.groups if any(t is not None and t.key not in done for t in g.targets)]
+
     def rank_groups(self) -> list[TargetGroup]:
-        """This rank's groups: every ``world_size``-th one, padded so all ranks step together."""
+        """This rank's groups: every ``world_size``-th remaining one, padded so all ranks step
+        together."""
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        mine = self.groups[rank::world]
-        per_rank = math.ceil(len(self.groups) / world)
+        remaining = self.remaining_groups()
+        mine = remaining[rank::world]
+        per_rank = math.ceil(len(remaining) / world)
         return mine + [TargetGroup(-1, (None,) * self.group_size)] * (per_rank - len(mine))
 
     def train_dataloader(self) -> DataLoader:
-        steps = self.trainer.lightning_module.steps_per_target
+        objective = self.trainer.lightning_module
+        start = getattr(objective, "resume_position", 0)
         # batch_size=None: each item already is a whole group's batch
-        return DataLoader(GroupSteps(self.rank_groups(), steps), batch_size=None)
+        return DataLoader(GroupSteps(self.rank_groups(), objective.steps_per_target, start), batch_size=None)

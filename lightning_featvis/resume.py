@@ -7,7 +7,8 @@ finished images and rows into its own folder, and renders only the rest. Canvase
 by each target's own key, so the resumed images are the ones an uninterrupted run would give.
 
 The config's identity is :func:`config_fingerprint`: the config without the settings that do
-not change any image (the logger, progress bars, devices and strategy).
+not change any image (the logger, progress bars, devices and strategy, step and time limits,
+output-only callbacks).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RUN_FILE = "featvis_run.json"
-# settings that change where and how fast a run goes, never its images (devices: shards are
-# seeded per target, so 1 and N devices give the same images)
+# settings that change where, how fast or how far a run goes, never its images (devices:
+# shards are seeded per target, so 1 and N devices give the same images; max_steps/max_time
+# stop a run early, as a cluster's time limit would, and the rerun goes on); trainer.callbacks
+# are compared below without the output-only ones
 NEUTRAL_KEYS = {
     "trainer": {"logger", "enable_progress_bar", "enable_model_summary", "devices", "num_nodes", "strategy",
-                "accelerator", "default_root_dir", "callbacks"},
+                "accelerator", "default_root_dir", "callbacks", "max_steps", "max_time"},
     "": {"ckpt_path", "config"},
 }
 # callbacks that only write outputs

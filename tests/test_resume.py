@@ -39,6 +39,18 @@ def manifest(images: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def rendered_units(log_dir: Path) -> set[str]:
+    """The units a run rendered itself: its per-target TensorBoard images (``<model>/<layer>/<unit>``)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    units = set()
+    for events in log_dir.glob("events.out.tfevents*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        units |= {tag.split("/")[-1] for tag in accumulator.Tags()["images"] if tag.count("/") == 2}
+    return units
+
+
 def command(config: Path, root: Path) -> list[str]:
     return ["fit", "--config", str(config), f"--trainer.default_root_dir={root}"]
 
@@ -69,6 +81,9 @@ def test_a_killed_sweep_resumes_where_it_stopped_and_matches_an_uninterrupted_on
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     said = rerun.stdout + rerun.stderr
     assert f"resuming: {len(done)} targets finished" in said and f"{8 - len(done)} to go" in said, said[-2000:]
+    # it rendered only the rest: TensorBoard has an image for each target it finished itself
+    assert rendered_units(root / "lightning_logs" / "version_1") == {t.rpartition(":")[2] for t in
+                                                                      {r["target"] for r in manifest(whole)} - done}
     second = root / "lightning_logs" / "version_1" / "images"
     rows = manifest(second)
     assert sorted(row["target"] for row in rows) == sorted(row["target"] for row in manifest(whole))
@@ -111,3 +126,68 @@ def test_the_fingerprint_ignores_what_does_not_change_images():
         other = yaml.safe_load(yaml.safe_dump(base))
         change(other)
         assert config_fingerprint(other) != config_fingerprint(base)
+
+
+def test_a_checkpoint_inside_a_group_resumes_to_the_uninterrupted_images(tmp_path):
+    """ModelCheckpoint every 5 steps (10 steps a group): resuming from step 15 (inside group 2)
+    and from step 10 (saved at group 1's last step, before it was written) both end with the
+    PNGs of the run that was never interrupted."""
+    config = yaml.safe_load(yaml.safe_dump(CONFIG))
+    config["model"]["init_args"]["octaves"] = [{"steps": 10}]
+    config["model"]["init_args"]["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}
+    config["data"]["init_args"]["targets"] = ["neuron=0-5"]
+    config["trainer"]["callbacks"] = [
+        {"class_path": "lightning_featvis.PositionalJitter"},
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+         "init_args": {"every_n_train_steps": 5, "save_top_k": -1, "dirpath": str(tmp_path / "ckpt")}},
+    ]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(command(path, tmp_path / "whole"))
+    whole = tmp_path / "whole" / "lightning_logs" / "version_0" / "images"
+    assert len(manifest(whole)) == 6
+    for step in (15, 10):
+        (checkpoint,) = (tmp_path / "ckpt").glob(f"*step={step}.ckpt")
+        root = tmp_path / f"from{step}"
+        main([*command(path, root), f"--ckpt_path={checkpoint}", "--data.init_args.resume=false"])
+        images = root / "lightning_logs" / "version_0" / "images"
+        rows = manifest(images)
+        first_group = 0 if step == 10 else 1  # the groups the resumed run writes itself
+        assert sorted(row["target"] for row in rows) == sorted(row["target"] for row in manifest(whole))[2 * first_group:]
+        for row in rows:
+            assert (images / row["file"]).read_bytes() == (whole / row["file"]).read_bytes(), (step, row["target"])
+    # beside the earlier run (resume on): its images are taken over, the groups after the
+    # checkpoint are rendered again, and each target keeps one row
+    (checkpoint,) = (tmp_path / "ckpt").glob("*step=15.ckpt")
+    main([*command(path, tmp_path / "whole"), f"--ckpt_path={checkpoint}"])
+    again = tmp_path / "whole" / "lightning_logs" / "version_1" / "images"
+    assert sorted(row["target"] for row in manifest(again)) == sorted(row["target"] for row in manifest(whole))
+    assert all((again / row["file"]).read_bytes() == (whole / row["file"]).read_bytes() for row in manifest(again))
+
+
+def test_a_run_stopped_by_a_step_limit_goes_on_from_its_checkpoint_beside_its_images(tmp_path):
+    """A cluster job cut at 25 of 30 steps (``max_steps``: groups 1-2 written, group 3 half
+    done, checkpoints every 5 steps) goes on from its last checkpoint: the finished groups'
+    images are taken over, group 3 continues from step 5, and all match an uninterrupted run."""
+    config = yaml.safe_load(yaml.safe_dump(CONFIG))
+    config["model"]["init_args"]["octaves"] = [{"steps": 10}]
+    config["model"]["init_args"]["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}
+    config["data"]["init_args"]["targets"] = ["neuron=0-5"]
+    config["trainer"]["callbacks"] = [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+         "init_args": {"every_n_train_steps": 5, "save_top_k": -1, "dirpath": str(tmp_path / "ckpt")}},
+    ]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(command(path, tmp_path / "whole"))
+    whole = tmp_path / "whole" / "lightning_logs" / "version_0" / "images"
+    main([*command(path, tmp_path / "cut"), "--trainer.max_steps=25"])
+    logs = tmp_path / "cut" / "lightning_logs"
+    assert len(manifest(logs / "version_0" / "images")) == 4
+    (checkpoint,) = (tmp_path / "ckpt").glob("*step=25.ckpt")
+    main([*command(path, tmp_path / "cut"), f"--ckpt_path={checkpoint}"])
+    rows = manifest(logs / "version_1" / "images")
+    assert sorted(row["target"] for row in rows) == sorted(row["target"] for row in manifest(whole))
+    for row in rows:
+        assert (logs / "version_1" / "images" / row["file"]).read_bytes() == (whole / row["file"]).read_bytes()
+    assert rendered_units(logs / "version_1") == {"neuron4", "neuron5"}

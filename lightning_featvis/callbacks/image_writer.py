@@ -44,6 +44,9 @@ class ImageWriter(L.Callback):
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:
             return
+        new = {target.key for target in result.targets}
+        # a run resumed from a checkpoint may render again what it took over: the new row wins
+        self.rows = [row for row in self.rows if row["target"] not in new]
         for target, image, activation, loss in zip(result.targets, result.images, result.activations, result.losses):
             name = f"{target.file_stem}.png"
             buffer = io.BytesIO()

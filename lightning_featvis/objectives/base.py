@@ -24,9 +24,11 @@ from lightning_featvis.units import as_tokens, check_unit, select
 
 # Benign by design: the frozen network stays in eval mode; batches describe targets (frozen
 # dataclasses Lightning cannot move, hence our transfer_batch_to_device); GroupSteps knows its
-# exact length and is never split across workers; a resumed sweep may have nothing left to do.
+# exact length and is never split across workers; a resumed sweep may have nothing left to do;
+# a checkpoint taken inside the epoch resumes exactly (resume_position), though Lightning cannot see it.
 for _message in (
     r".*module\(s\) in eval mode.*",
+    r".*resuming from a checkpoint that ended before the epoch ended.*",
     r".*Total length of `(DataLoader|CombinedLoader)` across ranks is zero.*",
     r".*overridden `transfer_batch_to_device`.*",
     r".*`IterableDataset` has `__len__` defined.*",
@@ -101,6 +103,9 @@ class VisualizationObjective(L.LightningModule):
         self.targets: tuple[Target | None, ...] = ()
         self._group: int | None = None
         self._octave: int | None = None
+        # where the run is, for checkpoints: the last batch begun and whether its hooks ended
+        self._position, self._step, self._batch_ended = -1, -1, True
+        self._restored: dict | None = None  # the position a checkpoint brought back
         self._probes: dict[tuple[str, ...], Probe] = {}
         # the frozen network is not saved with checkpoints (see on_save_checkpoint)
         self.strict_loading = False
@@ -267,7 +272,9 @@ class VisualizationObjective(L.LightningModule):
             optimizer.state.clear()
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        self._continue_restored_group()
         step = batch["step"]
+        self._position, self._step, self._batch_ended = batch["position"], step, False
         if step == 0 or batch["group"] != self._group:
             # a new group: fresh canvases seeded by each target's key, fresh optimizer state
             self._group, self._octave = batch["group"], 0
@@ -307,11 +314,16 @@ class VisualizationObjective(L.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
         # runs after the callbacks' on_train_batch_end, so after the blur of the last step
         if batch["step"] == self.steps_per_target - 1:
-            result = self.finish_group(batch["group"])
-            for callback in self.trainer.callbacks:
-                hook = getattr(callback, "on_target_group_end", None)
-                if hook is not None:
-                    hook(self.trainer, self, result)
+            self.end_group(batch["group"])
+        self._batch_ended = True
+
+    def end_group(self, group: int) -> None:
+        """Measure a finished group and hand the result to every ``on_target_group_end``."""
+        result = self.finish_group(group)
+        for callback in self.trainer.callbacks:
+            hook = getattr(callback, "on_target_group_end", None)
+            if hook is not None:
+                hook(self.trainer, self, result)
 
     def finish_group(self, group: int) -> GroupResult:
         """Measure the final canvases and gather every rank's group into one result."""
@@ -351,8 +363,47 @@ class VisualizationObjective(L.LightningModule):
             return torch.optim.SGD(params, lr=1.0)
         return self.optimizer_factory(params)
 
+    # --- checkpoints: resuming inside a group ----------------------------------------------
+
+    @property
+    def resume_position(self) -> int:
+        """The first batch a run restored from a checkpoint still has to take (0: a fresh run)."""
+        return self._restored["next_position"] if self._restored else 0
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the frozen network is rebuilt from its adapter; only the canvases are state
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith("net.")]:
             del state[key]
+        if self._group is None:
+            return
+        # ModelCheckpoint saves in the callbacks' on_train_batch_end, before this module's: a
+        # checkpoint taken at a group's last step must still measure and write that group
+        checkpoint["featvis_position"] = {
+            "next_position": self._position + 1,
+            "group": self._group,
+            "octave": self._octave,
+            "size": self.param.size,
+            "end_group": not self._batch_ended and self._step == self.steps_per_target - 1,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored = checkpoint.get("featvis_position")
+        if self._restored is not None:
+            self.param.restore_size(self._restored["size"])
+
+    def _continue_restored_group(self) -> None:
+        """First batch after a checkpoint: take up its group where it stood (canvases and
+        optimizer state came back with the checkpoint) and finish it if it had ended."""
+        if self._restored is None or self._group is not None:
+            return
+        group = self._restored["group"]
+        self._group, self._octave = group, self._restored["octave"]
+        groups = self.trainer.datamodule.groups
+        self.targets = groups[group].targets if group >= 0 else (None,) * self.trainer.datamodule.group_size
+        if self._restored["end_group"]:
+            self.end_group(group)
+
+    def on_train_end(self) -> None:
+        # a checkpoint of the very last step leaves no batch to finish its group in
+        self._continue_restored_group()

@@ -37,6 +37,11 @@ class ImageParam(nn.Module):
     def size(self) -> int:
         """Current canvas side in pixels."""
 
+    def restore_size(self, size: int) -> None:
+        """Set the canvas side after loading a checkpoint's storage (whose values hold the
+        canvases at that side; every parameterization keeps its side in ``_size``)."""
+        self._size = size
+
     @abstractmethod
     def forward(self) -> torch.Tensor:
         """The rendered canvases ``[G, C, S, S]`` in [0, 1] pixel space (differentiable)."""
