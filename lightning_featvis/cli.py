@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.layers import describe_layers, format_layers
@@ -65,6 +67,11 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of ``featvis``; bad input ends with one message, not a traceback."""
     try:
         FeatvisCLI(args=args)
+    except SIGTERMException:
+        # Lightning ends the step under way, lets callbacks save (ImageWriter writes what it
+        # has), then raises this SystemExit whose status would be 0: report a signal's instead
+        print("featvis: stopped by SIGTERM", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as err:
         cause = _featvis_error(err)
         if cause is None:

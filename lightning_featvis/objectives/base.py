@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -47,12 +48,15 @@ class GroupResult:
         activations: mean selected activation of each target's centre view ``[N]``.
         losses: each target's loss on its centre view ``[N]`` (regularization included; for
             reconstruction, the distance to the target photo's output).
+        notes: per target, ``""`` or why it stopped early (``non-finite loss at step 12``: its
+            image is the last finite one).
     """
 
     targets: list[Target]
     images: torch.Tensor
     activations: torch.Tensor
     losses: torch.Tensor
+    notes: list[str] = field(default_factory=list)
 
 
 def _keep_local_gradients(_state, bucket):
@@ -106,6 +110,11 @@ class VisualizationObjective(L.LightningModule):
         # where the run is, for checkpoints: the last batch begun and whether its hooks ended
         self._position, self._step, self._batch_ended = -1, -1, True
         self._restored: dict | None = None  # the position a checkpoint brought back
+        # targets stopped by a NaN or inf: the step and kind per slot (-1: running), and each
+        # slot's storage before the step under way (what a stopped target goes back to)
+        self._stopped_step = torch.empty(0, dtype=torch.long)
+        self._stopped_kind = torch.empty(0, dtype=torch.long)
+        self._before_step: list[torch.Tensor] = []
         self._probes: dict[tuple[str, ...], Probe] = {}
         # the frozen network is not saved with checkpoints (see on_save_checkpoint)
         self.strict_loading = False
@@ -283,12 +292,15 @@ class VisualizationObjective(L.LightningModule):
             seeds = [derive_seed(seed, "canvas", t.key) if t is not None else None for t in self.targets]
             self.param.reset_(seeds, self.canvas_size(0))
             self._reset_optimizer_state()
+            self._stopped_step = torch.full((len(self.targets),), -1, dtype=torch.long)
+            self._stopped_kind = torch.zeros(len(self.targets), dtype=torch.long)
         octave, octave_step = locate(self.octaves, step)
         if octave != self._octave:
             # the pixel grid changed meaning: resample and restart the optimizer's statistics
             self._octave = octave
             self.param.resize_(self.canvas_size(octave))
             self._reset_optimizer_state()
+        self._before_step = [p.detach().clone() for p in self.param.parameters()]
         lr = self.octaves[octave].lr
         if lr is not None:
             for optimizer in self.trainer.optimizers:
@@ -300,9 +312,11 @@ class VisualizationObjective(L.LightningModule):
         view = self.crop(image, self.view_offsets())
         losses, means = self.target_losses(self.augment(view, batch["step"]))
         losses = losses + self.penalties(view, image, batch["step"])
-        valid = self.valid()
-        # a sum, not a mean: each target's gradient must not depend on the group size
-        loss = (losses * valid).sum()
+        self._stop_nonfinite(~torch.isfinite(losses.detach()).cpu(), batch["step"], kind=0)
+        valid = self.valid() & (self._stopped_step < 0).to(self.device)
+        # a sum, not a mean: each target's gradient must not depend on the group size; where,
+        # not a product: a stopped target's NaN must not reach the sum
+        loss = torch.where(valid, losses, 0.0).sum()
         if not valid.any():
             # a padding-only group (uneven shards): keep the canvas in the graph for DDP
             loss = loss + image.sum() * 0.0
@@ -313,9 +327,37 @@ class VisualizationObjective(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
         # runs after the callbacks' on_train_batch_end, so after the blur of the last step
+        self._hold_stopped_targets(batch["step"])
         if batch["step"] == self.steps_per_target - 1:
             self.end_group(batch["group"])
         self._batch_ended = True
+
+    _STOP_KINDS = ("loss", "image")
+
+    def _stop_nonfinite(self, bad: torch.Tensor, step: int, kind: int) -> None:
+        """Stop the running targets flagged in ``bad`` ``[G]`` (a NaN or inf in their loss,
+        kind 0, or image, kind 1) at ``step``, saying so on stderr."""
+        running = self._stopped_step < 0
+        for i in torch.nonzero(bad & running).flatten().tolist():
+            target = self.targets[i]
+            if target is None:
+                continue
+            self._stopped_step[i], self._stopped_kind[i] = step, kind
+            print(f"featvis: {target.key}: non-finite {self._STOP_KINDS[kind]} at step {step}; this target stops "
+                  "with its last finite image, the others go on", file=sys.stderr)
+
+    def _hold_stopped_targets(self, step: int) -> None:
+        """After the step: stop targets whose canvas went non-finite, and put every stopped
+        target's storage back to what it was before the step (its last finite image)."""
+        if not self._before_step:
+            return
+        with torch.no_grad():
+            image = self.param()
+            self._stop_nonfinite(~torch.isfinite(image.flatten(1)).all(dim=1).cpu(), step, kind=1)
+            stopped = torch.nonzero(self._stopped_step >= 0).flatten().tolist()
+            for current, before in zip(self.param.parameters(), self._before_step):
+                for i in stopped:
+                    current[i].copy_(before[i])
 
     def end_group(self, group: int) -> None:
         """Measure a finished group and hand the result to every ``on_target_group_end``."""
@@ -334,10 +376,13 @@ class VisualizationObjective(L.LightningModule):
             losses, activations = self.target_losses(centre)
             losses = losses + self.penalties(centre, image, self.steps_per_target - 1)
         groups = torch.tensor([group], device=self.device)
+        stopped = torch.stack([self._stopped_step, self._stopped_kind], dim=1).to(self.device)  # [G, 2]
         if self.trainer.world_size > 1:
-            image, activations, losses, groups = (self.all_gather(t) for t in (image, activations, losses, groups))
+            image, activations, losses, groups, stopped = (
+                self.all_gather(t) for t in (image, activations, losses, groups, stopped))
             image, activations, losses = image.flatten(0, 1), activations.flatten(0, 1), losses.flatten(0, 1)
-            groups = groups.flatten()
+            groups, stopped = groups.flatten(), stopped.flatten(0, 1)
+        notes = ["" if s < 0 else f"non-finite {self._STOP_KINDS[k]} at step {s}" for s, k in stopped.tolist()]
         all_groups, padding = self.trainer.datamodule.groups, (None,) * len(self.targets)
         targets = [t for g in groups.tolist() for t in (all_groups[g].targets if g >= 0 else padding)]
         keep = [i for i, t in enumerate(targets) if t is not None]
@@ -346,6 +391,7 @@ class VisualizationObjective(L.LightningModule):
             images=image[keep].float().cpu(),
             activations=activations[keep].float().cpu(),
             losses=losses[keep].float().cpu(),
+            notes=[notes[i] for i in keep],
         )
 
     def on_train_epoch_end(self) -> None:
@@ -362,6 +408,19 @@ class VisualizationObjective(L.LightningModule):
         if self.optimizer_factory is None:
             return torch.optim.SGD(params, lr=1.0)
         return self.optimizer_factory(params)
+
+    def unfinished_group(self) -> tuple[list[Target], torch.Tensor, int] | None:
+        """This rank's group under way, for an interrupted run: its targets, their current
+        canvases ``[N, C, S, S]`` in [0, 1] on the CPU and the last step begun; None when no
+        group is under way (none started, or the last one finished)."""
+        if self._group is None or (self._step == self.steps_per_target - 1 and self._batch_ended):
+            return None
+        keep = [i for i, t in enumerate(self.targets) if t is not None]
+        if not keep:
+            return None
+        with torch.no_grad():
+            images = self.param().detach().clamp(0, 1)[keep].float().cpu()
+        return [self.targets[i] for i in keep], images, self._step
 
     # --- checkpoints: resuming inside a group ----------------------------------------------
 
@@ -399,6 +458,9 @@ class VisualizationObjective(L.LightningModule):
             return
         group = self._restored["group"]
         self._group, self._octave = group, self._restored["octave"]
+        size = self.trainer.datamodule.group_size
+        self._stopped_step = torch.full((size,), -1, dtype=torch.long)  # a stop is not in checkpoints
+        self._stopped_kind = torch.zeros(size, dtype=torch.long)
         groups = self.trainer.datamodule.groups
         self.targets = groups[group].targets if group >= 0 else (None,) * self.trainer.datamodule.group_size
         if self._restored["end_group"]:
