@@ -40,6 +40,9 @@ class FeatvisCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("auto_configure_optimizers", False)
         kwargs.setdefault("seed_everything_default", 0)
+        # a run's folder is new (version_N) unless the user names it (logger version): then
+        # writing over it, config.yaml included, is what they asked for
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # a render is one pass over the targets (training configs set their own max_epochs)
         kwargs.setdefault("trainer_defaults", {"max_epochs": 1})
         super().__init__(args=args, **kwargs)

@@ -122,3 +122,17 @@ def test_reconstruction_sweep_from_the_cli_writes_its_table_and_grid(tmp_path):
     assert rows[0] == "target,layer,unit,psnr,ssim,distance,noise_distance,accurate"
     assert [r.split(",")[0] for r in rows[1:]] == ["patch_embed:all"] + [f"blocks.{i}:all" for i in range(4)]
     assert Image.open(folder / "reconstruction_grid.png").size == (2 + 6 * 34, 2 + 34)
+
+
+def test_the_same_command_writes_bit_identical_pngs_whatever_the_group_size(tmp_path):
+    """Two runs of the quickstart (its ensemble, penalties and Adam included), with its group of
+    16 and with groups of 5: byte-for-byte the same PNG files."""
+    written = []
+    for group in (16, 16, 5):
+        root = tmp_path / f"run{len(written)}"
+        main(["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), f"--trainer.default_root_dir={root}",
+              "--model.init_args.octaves=[{steps: 4}]", f"--data.init_args.group_size={group}",
+              "--trainer.enable_progress_bar=false"])
+        folder = next(root.rglob("images"))
+        written.append({p.name: p.read_bytes() for p in folder.glob("*.png")})
+    assert len(written[0]) == 16 and written[0] == written[1] == written[2]

@@ -191,3 +191,22 @@ def test_a_run_stopped_by_a_step_limit_goes_on_from_its_checkpoint_beside_its_im
     for row in rows:
         assert (logs / "version_1" / "images" / row["file"]).read_bytes() == (whole / row["file"]).read_bytes()
     assert rendered_units(logs / "version_1") == {"neuron4", "neuron5"}
+
+
+def test_a_named_version_is_written_over_only_when_asked(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(CONFIG))
+    config["model"]["init_args"]["octaves"] = [{"steps": 2}]
+    config["data"]["init_args"]["targets"] = ["neuron=0-1"]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    named = ["--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+             f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.logger.init_args.version=sweep1"]
+    for seed in (0, 1):  # the second run asks for the same folder, with another seed
+        main([*command(path, tmp_path), *named, f"--seed_everything={seed}"])
+        images = tmp_path / "lightning_logs" / "sweep1" / "images"
+        assert len(manifest(images)) == 2
+        if seed == 0:
+            first = {row["file"]: (images / row["file"]).read_bytes() for row in manifest(images)}
+    assert all((images / name).read_bytes() != data for name, data in first.items())  # written over
+    main(command(path, tmp_path))  # without a name: a new version beside it, nothing written over
+    assert (tmp_path / "lightning_logs" / "version_0" / "images" / "manifest.csv").is_file()
