@@ -74,3 +74,22 @@ def render(objective, targets, root, group_size=8, callbacks=None, seed=0, **tra
     trainer = L.Trainer(callbacks=[*callbacks, collector], **{**options, **trainer_kwargs})
     trainer.fit(objective, datamodule=TargetDataModule(targets, group_size=group_size))
     return collector
+
+
+def sweep_config(targets: list[str], steps: int, group_size: int = 2) -> dict:
+    """A featvis config, as plain data for a YAML file: neurons of the embedded digits ViT's
+    block 2, ``steps`` per target, groups of ``group_size``; quiet Trainer."""
+    return {
+        "model": {
+            "class_path": "lightning_featvis.NeuronObjective",
+            "init_args": {
+                "network": {"class_path": "lightning_featvis.models.DigitsViT"},
+                "layer": "encoder.layers.encoder_layer_1",
+                "octaves": [{"steps": steps}],
+            },
+        },
+        "data": {"class_path": "lightning_featvis.TargetDataModule",
+                 "init_args": {"targets": targets, "group_size": group_size}},
+        "trainer": {"enable_progress_bar": False, "enable_model_summary": False},
+    }
+

@@ -13,20 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import sweep_config
 
-CONFIG = {
-    "model": {
-        "class_path": "lightning_featvis.NeuronObjective",
-        "init_args": {
-            "network": {"class_path": "lightning_featvis.models.DigitsViT"},
-            "layer": "encoder.layers.encoder_layer_1",
-            "octaves": [{"steps": 150}],
-        },
-    },
-    "data": {"class_path": "lightning_featvis.TargetDataModule",
-             "init_args": {"targets": ["neuron=0-5"], "group_size": 2}},
-    "trainer": {"enable_progress_bar": False, "enable_model_summary": False},
-}
+CONFIG = sweep_config(["neuron=0-5"], steps=150)
 CODE = "import sys; from lightning_featvis.cli import main; main(sys.argv[1:])"
 
 

@@ -12,23 +12,12 @@ import time
 from pathlib import Path
 
 import yaml
+from conftest import sweep_config
 
 from lightning_featvis.cli import main
 from lightning_featvis.resume import config_fingerprint
 
-CONFIG = {
-    "model": {
-        "class_path": "lightning_featvis.NeuronObjective",
-        "init_args": {
-            "network": {"class_path": "lightning_featvis.models.DigitsViT"},
-            "layer": "encoder.layers.encoder_layer_1",
-            "octaves": [{"steps": 40}],
-        },
-    },
-    "data": {"class_path": "lightning_featvis.TargetDataModule",
-             "init_args": {"targets": ["neuron=0-7"], "group_size": 2}},
-    "trainer": {"enable_progress_bar": False, "enable_model_summary": False},
-}
+CONFIG = sweep_config(["neuron=0-7"], steps=40)
 
 
 def manifest(images: Path) -> list[dict]:
@@ -128,21 +117,24 @@ def test_the_fingerprint_ignores_what_does_not_change_images():
         assert config_fingerprint(other) != config_fingerprint(base)
 
 
+def checkpointed_sweep(tmp_path: Path, callbacks: list[dict]) -> Path:
+    """A config file: 6 targets in groups of 2, 10 Adam steps each, ``callbacks`` and a
+    ModelCheckpoint every 5 steps keeping all (in ``tmp_path/ckpt``)."""
+    config = sweep_config(["neuron=0-5"], steps=10)
+    config["model"]["init_args"]["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}
+    config["trainer"]["callbacks"] = [*callbacks, {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"every_n_train_steps": 5, "save_top_k": -1, "dirpath": str(tmp_path / "ckpt")}}]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_a_checkpoint_inside_a_group_resumes_to_the_uninterrupted_images(tmp_path):
     """ModelCheckpoint every 5 steps (10 steps a group): resuming from step 15 (inside group 2)
     and from step 10 (saved at group 1's last step, before it was written) both end with the
     PNGs of the run that was never interrupted."""
-    config = yaml.safe_load(yaml.safe_dump(CONFIG))
-    config["model"]["init_args"]["octaves"] = [{"steps": 10}]
-    config["model"]["init_args"]["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}
-    config["data"]["init_args"]["targets"] = ["neuron=0-5"]
-    config["trainer"]["callbacks"] = [
-        {"class_path": "lightning_featvis.PositionalJitter"},
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-         "init_args": {"every_n_train_steps": 5, "save_top_k": -1, "dirpath": str(tmp_path / "ckpt")}},
-    ]
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = checkpointed_sweep(tmp_path, [{"class_path": "lightning_featvis.PositionalJitter"}])
     main(command(path, tmp_path / "whole"))
     whole = tmp_path / "whole" / "lightning_logs" / "version_0" / "images"
     assert len(manifest(whole)) == 6
@@ -169,16 +161,7 @@ def test_a_run_stopped_by_a_step_limit_goes_on_from_its_checkpoint_beside_its_im
     """A cluster job cut at 25 of 30 steps (``max_steps``: groups 1-2 written, group 3 half
     done, checkpoints every 5 steps) goes on from its last checkpoint: the finished groups'
     images are taken over, group 3 continues from step 5, and all match an uninterrupted run."""
-    config = yaml.safe_load(yaml.safe_dump(CONFIG))
-    config["model"]["init_args"]["octaves"] = [{"steps": 10}]
-    config["model"]["init_args"]["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.05}}
-    config["data"]["init_args"]["targets"] = ["neuron=0-5"]
-    config["trainer"]["callbacks"] = [
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-         "init_args": {"every_n_train_steps": 5, "save_top_k": -1, "dirpath": str(tmp_path / "ckpt")}},
-    ]
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = checkpointed_sweep(tmp_path, [])
     main(command(path, tmp_path / "whole"))
     whole = tmp_path / "whole" / "lightning_logs" / "version_0" / "images"
     main([*command(path, tmp_path / "cut"), "--trainer.max_steps=25"])
