@@ -61,9 +61,10 @@ def parse_targets(
     for spec in specs:
         layer, sep, unit_spec = str(spec).rpartition(":")
         layer = layer if sep else None
+        sized = layer if layer is not None else default_layer  # "" is the network's output
         sizes = None
-        if "*" in unit_spec and unit_sizes is not None and (layer or default_layer) is not None:
-            sizes = unit_sizes(layer or default_layer)
+        if "*" in unit_spec and unit_sizes is not None and sized is not None:
+            sizes = unit_sizes(sized)
         targets += [Target(layer, unit) for unit in parse_units(unit_spec, sizes)]
     if not targets:
         raise FeatvisError("no targets given; e.g. targets: ['neuron=0-15'] or ['heads.head:class=0-9']")

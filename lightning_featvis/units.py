@@ -26,6 +26,9 @@ import torch
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import Layout
 
+# a range wider than this is a typo, not a layer (ViT-H/14's MLP has 5120 neurons, a 1000-class
+# head, ImageNet-21k's 21843 classes): refuse it before expanding it
+MAX_RANGE = 100_000
 _KEYS = {"neuron": "neurons", "neurons": "neurons", "patch": "patches", "patches": "patches", "class": "class", "cls": "cls"}
 
 
@@ -80,10 +83,15 @@ def _parse_value(key: str, text: str, size: int | None = None) -> list[tuple[int
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise FeatvisError(f"empty range {key}={text!r}")
+        if hi - lo >= MAX_RANGE:
+            raise FeatvisError(f"range {key}={text!r} has {hi - lo + 1} values, more than any layer here "
+                               f"({MAX_RANGE} at most); {key}=* is every {key} of the layer")
         return list(range(lo, hi + 1))
 
     if text.startswith("[") and text.endswith("]"):
         items = [item for item in text[1:-1].split(",") if item.strip()]
+        if not items:
+            raise FeatvisError(f"empty set {key}={text!r}: list at least one index, e.g. {key}=[0,2]")
         return [tuple(v for item in items for v in ints(item))]
     return [(v,) for v in ints(text)]
 

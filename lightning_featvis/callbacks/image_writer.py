@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 from torchvision.utils import save_image
 
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.files import atomic_write, atomic_write_csv
 
 
@@ -51,9 +52,11 @@ class ImageWriter(L.Callback):
     PARTIAL_FIELDS = ("target", "layer", "unit", "file", "step")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not trainer.is_global_zero or self.directory is None:
-            return
+        if not trainer.is_global_zero or self.directory is None or isinstance(exception, FeatvisError):
+            return  # bad input: the error itself is the whole message, nothing was rendered
         under_way = getattr(pl_module, "unfinished_group", lambda: None)()
+        if not self.rows and under_way is None:
+            return
         where = f"{len(self.rows)} finished images and manifest.csv are in {self.directory}"
         if under_way is not None:
             targets, images, step = under_way

@@ -85,7 +85,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise FeatvisError(f"cannot read checkpoint {path}: {err}") from err
+        # torch's own message suggests weights_only=False (unsafe for an untrusted file) and
+        # filing an issue: neither helps here
+        raise FeatvisError(f"cannot read checkpoint {path}: not a PyTorch weights file ({type(err).__name__}); "
+                           "give a state dict saved with torch.save, or a Lightning .ckpt") from err
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
