@@ -16,7 +16,10 @@ import yaml
 from conftest import sweep_config
 
 CONFIG = sweep_config(["neuron=0-5"], steps=150)
-CODE = "import sys; from lightning_featvis.cli import main; main(sys.argv[1:])"
+# a process started in the background (CI runners, `nohup ... &`) inherits SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler: give the child the terminal's Ctrl-C
+CODE = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from lightning_featvis.cli import main; main(sys.argv[1:])")
 
 
 def rows(path: Path) -> list[dict]:
