@@ -131,20 +131,21 @@ def checkpointed_sweep(tmp_path: Path, callbacks: list[dict]) -> Path:
 
 
 def test_a_checkpoint_inside_a_group_resumes_to_the_uninterrupted_images(tmp_path):
-    """ModelCheckpoint every 5 steps (10 steps a group): resuming from step 15 (inside group 2)
-    and from step 10 (saved at group 1's last step, before it was written) both end with the
-    PNGs of the run that was never interrupted."""
+    """ModelCheckpoint every 5 steps (10 steps a group): resuming from step 15 (inside group 2),
+    from step 10 (saved at group 1's last step, before it was written) and from step 30 (the
+    sweep's last step: no batch is left to write group 3 in) all end with the PNGs of the run
+    that was never interrupted."""
     path = checkpointed_sweep(tmp_path, [{"class_path": "lightning_featvis.PositionalJitter"}])
     main(command(path, tmp_path / "whole"))
     whole = tmp_path / "whole" / "lightning_logs" / "version_0" / "images"
     assert len(manifest(whole)) == 6
-    for step in (15, 10):
+    for step in (15, 10, 30):
         (checkpoint,) = (tmp_path / "ckpt").glob(f"*step={step}.ckpt")
         root = tmp_path / f"from{step}"
         main([*command(path, root), f"--ckpt_path={checkpoint}", "--data.init_args.resume=false"])
         images = root / "lightning_logs" / "version_0" / "images"
         rows = manifest(images)
-        first_group = 0 if step == 10 else 1  # the groups the resumed run writes itself
+        first_group = {10: 0, 15: 1, 30: 2}[step]  # the groups the resumed run writes itself
         assert sorted(row["target"] for row in rows) == sorted(row["target"] for row in manifest(whole))[2 * first_group:]
         for row in rows:
             assert (images / row["file"]).read_bytes() == (whole / row["file"]).read_bytes(), (step, row["target"])

@@ -63,15 +63,23 @@ class ImageWriter(L.Callback):
             partial = self.directory / "partial"
             rows = []
             for target, image in zip(targets, images):
-                name = f"{target.file_stem}.png"
-                buffer = io.BytesIO()
-                save_image(image, buffer, format="png")
-                atomic_write(partial / name, buffer.getvalue())
+                name = self.write_png(partial, target, image)
                 rows.append(dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name, step=step))
             atomic_write_csv(partial / "manifest.csv", self.PARTIAL_FIELDS, rows)
             where += f"; the {len(rows)} unfinished ones, as they were at step {step}, in {partial}"
-        reason = "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else f"stopped by {type(exception).__name__}"
+        interrupted = isinstance(exception, (KeyboardInterrupt, SystemExit))
+        reason = "interrupted" if interrupted else f"stopped by {type(exception).__name__}"
         print(f"featvis: {reason}: {where}. Run the same command again to finish the rest.", file=sys.stderr)
+
+    @staticmethod
+    def write_png(folder: Path, target, image) -> str:
+        """Write ``image`` ``[C, S, S]`` in [0, 1] as ``folder/<layer>__<unit>.png`` (atomically);
+        return the file name."""
+        name = f"{target.file_stem}.png"
+        buffer = io.BytesIO()
+        save_image(image, buffer, format="png")
+        atomic_write(folder / name, buffer.getvalue())
+        return name
 
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:
@@ -82,10 +90,7 @@ class ImageWriter(L.Callback):
         notes = result.notes or [""] * len(result.targets)
         for target, image, activation, loss, note in zip(result.targets, result.images, result.activations,
                                                          result.losses, notes):
-            name = f"{target.file_stem}.png"
-            buffer = io.BytesIO()
-            save_image(image, buffer, format="png")
-            atomic_write(self.directory / name, buffer.getvalue())
+            name = self.write_png(self.directory, target, image)
             self.rows.append(
                 dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name,
                      activation=f"{float(activation):.6g}", loss=f"{float(loss):.6g}", status=note or "ok")
