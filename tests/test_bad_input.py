@@ -201,6 +201,12 @@ def test_garbage_checkpoint_message_is_one_line_without_torch_advice(tmp_path, c
     assert "weights_only" not in err and "file an issue" not in err
 
 
+def test_octave_the_downsampled_canvas_cannot_store_is_one_message(tmp_path, capsys):
+    line, _ = bad_command([*DIGITS, "--model.param=lightning_featvis.GrayscaleImage", "--model.param.downsample=4",
+                           "--model.octaves=[{steps: 1, size: 34}]"], tmp_path, capsys)
+    assert line.startswith("featvis: error: canvas side 34 is not a multiple of downsample=4")
+
+
 def test_octave_smaller_than_the_model_input_is_one_message(tmp_path, capsys):
     line, _ = bad_command([*DIGITS, "--model.octaves=[{steps: 1, size: 24}]"], tmp_path, capsys)
     assert line == "featvis: error: octave canvas size 24 is smaller than the digits_vit input size 32"

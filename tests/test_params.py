@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.params import (
     DecorrelatedImage,
     FourierImage,
@@ -298,7 +299,7 @@ def test_a_downsampled_canvas_grows_and_refuses_sides_it_cannot_store():
     param.reset_([0, 1], S)
     param.resize_(MAX)
     assert param.size == MAX and param.region().shape[-1] == MAX // 4 and param().shape[-1] == MAX
-    with pytest.raises(ValueError, match="not a multiple of downsample=4"):
+    with pytest.raises(FeatvisError, match="not a multiple of downsample=4"):
         param.reset_([0, 1], 30)
-    with pytest.raises(ValueError, match="downsample must be"):
+    with pytest.raises(FeatvisError, match="downsample must be"):
         GrayscaleImage(downsample=0)

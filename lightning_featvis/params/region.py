@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.params.base import ImageParam
 
 
@@ -32,7 +33,7 @@ class RegionImage(ImageParam):
     def __init__(self, downsample: int = 1) -> None:
         super().__init__()
         if downsample < 1:
-            raise ValueError(f"downsample must be a whole number >= 1 (1: full resolution), got {downsample}")
+            raise FeatvisError(f"downsample must be a whole number >= 1 (1: full resolution), got {downsample}")
         self.downsample = downsample
         self.canvas = nn.Parameter(torch.empty(0, self.stored_channels, 0, 0))
         self._size = 0
@@ -45,7 +46,7 @@ class RegionImage(ImageParam):
     def stored_side(self, size: int) -> int:
         """The stored side of a canvas ``size`` pixels a side (``size / downsample``)."""
         if size % self.downsample:
-            raise ValueError(
+            raise FeatvisError(
                 f"canvas side {size} is not a multiple of downsample={self.downsample}: choose octave "
                 f"sizes (and a model input size) divisible by {self.downsample}, or downsample: 1"
             )
