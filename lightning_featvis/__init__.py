@@ -1,27 +1,32 @@
 """lightning_featvis: feature visualization for vision transformers, MLP-Mixers and
-language-model stacks, as PyTorch Lightning modules whose only parameter is the image."""
+language-model stacks, as PyTorch Lightning modules whose only parameter is the image (or a
+text model's input embeddings)."""
 
 from lightning_featvis.callbacks import (
     AugmentationEnsemble,
     GaussianBlur,
+    GaussianPrior,
     ImageLogger,
     ImageWriter,
     PixelNorm,
     PositionalJitter,
     ReconstructionReport,
+    TextReport,
     TotalVariation,
 )
-from lightning_featvis.data import Target, TargetDataModule, parse_targets
+from lightning_featvis.data import SentenceTargets, Target, TargetDataModule, parse_targets
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.objectives import (
     ClassLogitObjective,
     DeepDreamObjective,
     NeuronObjective,
     ReconstructionObjective,
+    TextReconstructionObjective,
     VisualizationObjective,
 )
 from lightning_featvis.params import (
     DecorrelatedImage,
+    EmbeddingSequence,
     FourierImage,
     GrayscaleImage,
     ImageParam,
@@ -36,9 +41,11 @@ __all__ = [
     "ClassLogitObjective",
     "DecorrelatedImage",
     "DeepDreamObjective",
+    "EmbeddingSequence",
     "FeatvisError",
     "FourierImage",
     "GaussianBlur",
+    "GaussianPrior",
     "GrayscaleImage",
     "ImageLogger",
     "ImageParam",
@@ -52,8 +59,11 @@ __all__ = [
     "PositionalJitter",
     "ReconstructionObjective",
     "ReconstructionReport",
+    "SentenceTargets",
     "Target",
     "TargetDataModule",
+    "TextReconstructionObjective",
+    "TextReport",
     "TotalVariation",
     "VisualizationObjective",
     "parse_targets",

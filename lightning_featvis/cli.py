@@ -21,7 +21,7 @@ class FeatvisTrainer(L.Trainer):
         network = getattr(model, "network", None)
         if network is None:
             raise FeatvisError(f"{type(model).__name__} has no model adapter (model.network) to list layers of")
-        print(f"{network.name}: input [1, 3, {network.image_size}, {network.image_size}]")
+        print(f"{network.name}: input {network.input_description}")
         print(format_layers(describe_layers(network)))
 
 

@@ -24,20 +24,27 @@ from lightning_featvis.units import Unit, parse_units
 
 @dataclass(frozen=True)
 class Target:
-    """One image to generate: a unit of a layer (``layer=None``: the objective's default)."""
+    """One input to generate: a unit of a layer (``layer=None``: the objective's default) and,
+    for text runs, which of the run's sentences it reconstructs (``sentence``, an index into
+    :attr:`SentenceTargets.sentences`)."""
 
     layer: str | None
     unit: Unit
+    sentence: int | None = None
 
     @property
     def key(self) -> str:
-        """Stable identity (seeds the canvas and jitter), e.g. ``encoder.layers.encoder_layer_3:neuron5``."""
-        return f"{self.layer or ''}:{self.unit.name}"
+        """Stable identity (seeds the canvas and jitter), e.g. ``encoder.layers.encoder_layer_3:neuron5``
+        or, with a sentence, ``transformer.h.0:all@2``."""
+        suffix = "" if self.sentence is None else f"@{self.sentence}"
+        return f"{self.layer or ''}:{self.unit.name}{suffix}"
 
     @property
     def file_stem(self) -> str:
-        """File name without extension, e.g. ``encoder.layers.encoder_layer_3__neuron5``."""
-        return f"{self.layer or 'output'}__{self.unit.name}"
+        """File name without extension, e.g. ``encoder.layers.encoder_layer_3__neuron5`` (with a
+        sentence: ``transformer.h.0__all__sentence2``)."""
+        suffix = "" if self.sentence is None else f"__sentence{self.sentence}"
+        return f"{self.layer or 'output'}__{self.unit.name}{suffix}"
 
 
 def parse_targets(
@@ -198,3 +205,30 @@ class TargetDataModule(L.LightningDataModule):
         start = getattr(objective, "resume_position", 0)
         # batch_size=None: each item already is a whole group's batch
         return DataLoader(GroupSteps(self.rank_groups(), objective.steps_per_target, start), batch_size=None)
+
+
+class SentenceTargets(TargetDataModule):
+    """Text runs: every target (a layer's unit, ``transformer.h.0:all``) for every sentence.
+
+    Targets are ordered target-major (all sentences of the first target, then the next), so a
+    group mostly shares one layer and stops its forward pass early together.
+
+    Args:
+        sentences: the sentences whose layer outputs are matched (the seeds: "The sky is blue.").
+        targets: target specifications ``[layer:]unit`` (see :func:`parse_targets`); a unit
+            counts token positions as patches: ``transformer.h.0:patch=[0-3]`` is the first
+            four tokens.
+        group_size, resume: as :class:`TargetDataModule`.
+    """
+
+    def __init__(self, sentences: list[str], targets: list[str] | str = "all", group_size: int = 16,
+                 resume: bool = True) -> None:
+        super().__init__(targets=targets, group_size=group_size, resume=resume)
+        self.sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+
+    def parse(self, unit_sizes: Callable[[str], dict[str, int]] | None = None, default_layer: str | None = None) -> None:
+        if not self.sentences or not all(isinstance(s, str) and s.strip() for s in self.sentences):
+            raise FeatvisError(f"sentences must be a list of non-empty strings, got {self.sentences!r}")
+        super().parse(unit_sizes, default_layer)
+        self.targets = [replace(t, sentence=i) for t in self.targets for i in range(len(self.sentences))]
+        self.group_size = max(1, min(self.requested_group_size, len(self.targets)))

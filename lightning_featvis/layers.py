@@ -21,13 +21,13 @@ class LayerInfo:
 
 
 def describe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
-    """Run one blank image through ``adapter``'s network (random or loaded weights alike) and
+    """Run one blank input (a black image, a short sentence) through ``adapter``'s network (random or loaded weights alike) and
     describe every module whose output holds a tensor, in forward order."""
     net = adapter.build().eval()
     names = [name for name, _ in net.named_modules() if name]
-    s = adapter.image_size
+    args, kwargs = adapter.blank_inputs(net)
     with torch.no_grad():
-        outputs = Probe(net, names + [""], stop=False)(torch.zeros(1, 3, s, s))
+        outputs = Probe(net, names + [""], stop=False)(*args, **kwargs)
     modules = dict(net.named_modules())
     infos = []
     for name, output in outputs.items():

@@ -34,8 +34,9 @@ def find_layer(net: nn.Module, layer: str) -> nn.Module:
 
 
 def _first_tensor(output: object) -> torch.Tensor:
-    """A module's output, or the first element of a tuple output (Hugging Face blocks)."""
-    while isinstance(output, (tuple, list)):
+    """A module's output, or the first element of a tuple output (Hugging Face blocks) or of a
+    Hugging Face ``ModelOutput`` (``logits`` or ``last_hidden_state``)."""
+    while isinstance(output, (tuple, list)) or hasattr(output, "to_tuple"):
         output = output[0]
     if not isinstance(output, torch.Tensor):
         raise FeatvisError(f"layer output of type {type(output).__name__} holds no tensor")
@@ -61,8 +62,9 @@ class Probe:
         self.stop = stop
         self.modules = {layer: find_layer(net, layer) for layer in self.layers if layer != ""}
 
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Forward ``x``; return ``{layer: output tensor}`` for every requested layer."""
+    def __call__(self, *inputs: torch.Tensor, **kw_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward the inputs (an image batch, or keywords such as a Hugging Face model's
+        ``inputs_embeds``); return ``{layer: output tensor}`` for every requested layer."""
         captured: dict[str, torch.Tensor] = {}
         # the network's own output can only come from a full forward pass
         stop = self.stop and "" not in self.layers
@@ -77,7 +79,7 @@ class Probe:
 
         handles = [module.register_forward_hook(hook_for(layer)) for layer, module in self.modules.items()]
         try:
-            output = self.net(x)
+            output = self.net(*inputs, **kw_inputs)
             if "" in self.layers:
                 captured[""] = _first_tensor(output)
         except StopForward:

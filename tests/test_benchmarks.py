@@ -76,3 +76,18 @@ def test_quality_recipe_names_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load("quality").main(["--recipes", "nope", "--root", str(tmp_path)])
     assert "no recipe nope" in capsys.readouterr().err
+
+
+def test_text_recovery_quick_tabulates_every_run(tmp_path, capsys):
+    results = load("text_recovery").main(["--quick", "--root", str(tmp_path)])
+    assert list(results) == ["MiniLM", "MiniLM untrained", "tiny GPT-2 untrained", "MiniLM, last block"]
+    assert list(results["MiniLM"]) == [f"encoder.layer.{i}" for i in range(6)]
+    assert list(results["tiny GPT-2 untrained"]) == ["transformer.h.0", "transformer.h.1", "lm_head"]
+    for layers in results.values():
+        for row in layers.values():
+            assert 0.0 <= row["token recovery"] <= 1.0 and 0.0 <= row["accurate"] <= 1.0 and row["s/target"] > 0
+    # only the causal LM has a next token to agree on
+    assert results["MiniLM"]["encoder.layer.0"]["next token"] is None
+    assert results["tiny GPT-2 untrained"]["lm_head"]["next token"] is not None
+    out = capsys.readouterr().out
+    assert "| MiniLM | encoder.layer.5 |" in out and (tmp_path / "text_recovery.md").read_text() in out

@@ -21,6 +21,13 @@ def offline(config: dict, tmp_path: Path) -> dict:
         network["weights"] = None  # random weights: pretrained ones cannot be downloaded here
     if network.get("pretrained") and "Digits" not in config["model"]["init_args"]["network"]["class_path"]:
         network["pretrained"] = False  # hub weights; the digits models' own weights ship inside
+    if network.get("model") == "gpt2":
+        # GPT-2's config and tokenizer come from the hub: the same layer names on a small
+        # random GPT-2 of as many blocks, reading MiniLM's packaged vocabulary
+        from lightning_featvis.models.text import packaged_minilm
+
+        network.update(model=None, model_type="gpt2", pretrained=False, tokenizer=packaged_minilm(),
+                       config=dict(n_layer=12, n_embd=32, n_head=2, vocab_size=30522))
     if "export" in model:
         model["export"] = str(tmp_path / "exported.pt")
     data = config["data"].setdefault("init_args", {})

@@ -303,3 +303,25 @@ def test_a_downsampled_canvas_grows_and_refuses_sides_it_cannot_store():
         param.reset_([0, 1], 30)
     with pytest.raises(FeatvisError, match="downsample must be"):
         GrayscaleImage(downsample=0)
+
+
+def test_embedding_sequences_are_seeded_sized_and_trainable():
+    from lightning_featvis.params import EmbeddingSequence
+
+    param = EmbeddingSequence(std=0.5)
+    param.width = 8
+    param.allocate(3, 6)
+    param.reset_([1, None, 2], 5)
+    e = param()
+    assert e.shape == (3, 5, 8)
+    assert e[1].abs().sum() == 0  # a padding slot
+    torch.testing.assert_close(e[0], torch.randn((5, 8), generator=torch.Generator().manual_seed(1)) * 0.5)
+    assert abs(float(e[0].std()) - 0.5) < 0.2
+    e.square().sum().backward()
+    assert param.embeddings.grad[:, :5].abs().sum() > 0 and param.embeddings.grad[:, 5:].abs().sum() == 0
+    param.update_(lambda x: x * 0)
+    assert param().abs().sum() == 0
+    with pytest.raises(FeatvisError, match="one sequence length"):
+        param.resize_(6)
+    with pytest.raises(FeatvisError, match="std must be >= 0"):
+        EmbeddingSequence(std=-1)

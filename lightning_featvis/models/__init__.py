@@ -7,6 +7,7 @@ from lightning_featvis.models.digits_gpt2 import DigitsGPT2
 from lightning_featvis.models.digits_mixer import DigitsMixer
 from lightning_featvis.models.feedforward import FeedForwardMixer, FeedForwardViT
 from lightning_featvis.models.gpt2_stack import GPT2OnViTStem, GPT2ViTStack
+from lightning_featvis.models.text import MiniLM, TextModel, TinyGPT2
 from lightning_featvis.models.timm_models import TimmModel
 from lightning_featvis.models.torchvision_vit import CustomViT, TorchvisionViT
 
@@ -21,7 +22,10 @@ __all__ = [
     "GPT2OnViTStem",
     "GPT2ViTStack",
     "Layout",
+    "MiniLM",
     "ModelAdapter",
+    "TextModel",
     "TimmModel",
+    "TinyGPT2",
     "TorchvisionViT",
 ]

@@ -66,6 +66,17 @@ class ModelAdapter(ABC):
     def layout(self, layer: str) -> Layout:
         """Layout of ``layer``'s output (dotted ``named_modules()`` name, ``""`` = the output)."""
 
+    @property
+    def input_description(self) -> str:
+        """What the network takes, for ``featvis layers``."""
+        return f"[1, 3, {self.image_size}, {self.image_size}]"
+
+    def blank_inputs(self, net: nn.Module) -> tuple[tuple, dict]:
+        """Positional and keyword inputs of one blank forward pass of ``net`` (how ``featvis
+        layers`` finds every layer's output shape): a black image ``[1, 3, S, S]``."""
+        s = self.image_size
+        return (torch.zeros(1, 3, s, s),), {}
+
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """Map a ``[B, 3, H, W]`` image in [0, 1] to the network's input normalisation."""
         mean = torch.tensor(self.mean, device=image.device, dtype=image.dtype).view(1, -1, 1, 1)

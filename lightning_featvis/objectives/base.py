@@ -135,6 +135,16 @@ class VisualizationObjective(L.LightningModule):
         """Loss to minimise per view, ``[B]``, from ``target``'s selected activations ``[B, N]``
         (float32)."""
 
+    def reset_canvases(self, seeds: list[int | None]) -> None:
+        """Fresh canvases for a new group at the first octave's size, canvas i drawn from
+        ``seeds[i]`` (``None``: a padding slot)."""
+        self.param.reset_(seeds, self.canvas_size(0))
+
+    def rendered(self) -> torch.Tensor:
+        """The group's results as they are written: the canvases ``[G, C, S, S]`` clamped to
+        [0, 1], detached."""
+        return self.param().detach().clamp(0, 1)
+
     def regularization(self, view: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Extra loss per target ``[G]`` from its model-sized view ``[G, C, s, s]`` or its whole
         canvas ``image`` ``[G, C, S, S]``."""
@@ -289,8 +299,7 @@ class VisualizationObjective(L.LightningModule):
             self._group, self._octave = batch["group"], 0
             self.targets = batch["targets"]
             seed = run_seed()
-            seeds = [derive_seed(seed, "canvas", t.key) if t is not None else None for t in self.targets]
-            self.param.reset_(seeds, self.canvas_size(0))
+            self.reset_canvases([derive_seed(seed, "canvas", t.key) if t is not None else None for t in self.targets])
             self._reset_optimizer_state()
             self._stopped_step = torch.full((len(self.targets),), -1, dtype=torch.long)
             self._stopped_kind = torch.zeros(len(self.targets), dtype=torch.long)
@@ -370,7 +379,7 @@ class VisualizationObjective(L.LightningModule):
     def finish_group(self, group: int) -> GroupResult:
         """Measure the final canvases and gather every rank's group into one result."""
         with torch.no_grad():
-            image = self.param().detach().clamp(0, 1)
+            image = self.rendered()
             centre = self.crop(image, self.view_offsets(torch.full((image.shape[0], 2), 0.5)))
             # the plain centre view: no augmentation, as the images will be used
             losses, activations = self.target_losses(centre)
@@ -419,7 +428,7 @@ class VisualizationObjective(L.LightningModule):
         if not keep:
             return None
         with torch.no_grad():
-            images = self.param().detach().clamp(0, 1)[keep].float().cpu()
+            images = self.rendered()[keep].float().cpu()
         return [self.targets[i] for i in keep], images, self._step
 
     # --- checkpoints: resuming inside a group ----------------------------------------------

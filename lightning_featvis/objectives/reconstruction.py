@@ -21,6 +21,19 @@ from lightning_featvis.params import ImageParam
 from lightning_featvis.schedule import Octave
 from lightning_featvis.seeding import derive_seed, run_seed
 
+Distance = Literal["l1", "l2", "cos"]
+
+
+def output_distance(selected: torch.Tensor, wanted: torch.Tensor, distance: Distance) -> torch.Tensor:
+    """Distance per row ``[B]`` between selected outputs ``[B, N]`` and the wanted ones ``[1, N]``:
+    ``l1`` mean absolute difference, ``l2`` mean squared difference, ``cos`` ``1 - cos``."""
+    wanted = wanted.expand_as(selected)
+    if distance == "l1":
+        return (selected - wanted).abs().mean(dim=1)
+    if distance == "l2":
+        return (selected - wanted).square().mean(dim=1)
+    return 1 - F.cosine_similarity(selected, wanted, dim=1)
+
 
 class ReconstructionObjective(VisualizationObjective):
     """Gradient descent on ``a_g`` so that a layer's output ``O_l(a_g)`` matches ``O_l(a)`` of a
@@ -47,7 +60,7 @@ class ReconstructionObjective(VisualizationObjective):
         self,
         network: ModelAdapter,
         target_image: str | None = None,
-        distance: Literal["l1", "l2", "cos"] = "l1",
+        distance: Distance = "l1",
         remove_layernorm: bool = False,
         layer: str | None = None,
         criterion_noise: float = 1 / 18,
@@ -89,12 +102,8 @@ class ReconstructionObjective(VisualizationObjective):
         return self._references[layer]
 
     def loss(self, selected: torch.Tensor, target: Target) -> torch.Tensor:
-        wanted = self.select({target.layer: self.reference(target.layer)}, target).expand_as(selected)
-        if self.distance == "l1":
-            return (selected - wanted).abs().mean(dim=1)
-        if self.distance == "l2":
-            return (selected - wanted).square().mean(dim=1)
-        return 1 - F.cosine_similarity(selected, wanted, dim=1)
+        wanted = self.select({target.layer: self.reference(target.layer)}, target)
+        return output_distance(selected, wanted, self.distance)
 
     def fidelity(self, views: torch.Tensor, targets: list[Target]) -> list[dict[str, float]]:
         """How well reconstructions ``views`` ``[N, C, s, s]`` (model-sized, in [0, 1]) match the

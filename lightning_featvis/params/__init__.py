@@ -1,10 +1,12 @@
-"""Image parameterizations: how the trainable tensor becomes the image the model sees."""
+"""Image parameterizations: how the trainable tensor becomes the image the model sees (and, for
+text models, the input embedding sequence)."""
 
 from lightning_featvis.params.base import ImageParam
 from lightning_featvis.params.decorrelated import DecorrelatedImage
+from lightning_featvis.params.embeddings import EmbeddingSequence
 from lightning_featvis.params.fourier import FourierImage
 from lightning_featvis.params.grayscale import GrayscaleImage
 from lightning_featvis.params.maco import MacoImage
 from lightning_featvis.params.pixel import PhotoImage, PixelImage
 
-__all__ = ["DecorrelatedImage", "FourierImage", "GrayscaleImage", "ImageParam", "MacoImage", "PhotoImage", "PixelImage"]
+__all__ = ["DecorrelatedImage", "EmbeddingSequence", "FourierImage", "GrayscaleImage", "ImageParam", "MacoImage", "PhotoImage", "PixelImage"]
