@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import render
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
@@ -245,3 +246,22 @@ def test_string_for_an_int_is_the_parsers_one_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(re.findall(r"(?m)^(?:\S.*: )?error: ", err)) == 1
     assert 'Parser key "group_size"' in err and "Got value: abc" in err
+
+
+def test_bad_parameterization_files_and_values_are_named(tmp_path):
+    from lightning_featvis.params import MacoImage, PixelImage
+    from lightning_featvis.params.maco import load_magnitude
+
+    with pytest.raises(FeatvisError, match="MACO magnitude file not found: .*nothing.pt"):
+        load_magnitude(str(tmp_path / "nothing.pt"), 32)
+    (tmp_path / "garbage.pt").write_bytes(b"not a tensor")
+    with pytest.raises(FeatvisError, match="cannot read MACO magnitude"):
+        load_magnitude(str(tmp_path / "garbage.pt"), 32)
+    torch.save(torch.ones(2, 32, 17), tmp_path / "two.pt")
+    with pytest.raises(FeatvisError, match=r"expected a \[C, H, W // 2 \+ 1\] magnitude tensor .*got \(2, 32, 17\)"):
+        load_magnitude(str(tmp_path / "two.pt"), 32)
+    torch.save(torch.ones(1, 16, 9), tmp_path / "ok.pt")
+    assert load_magnitude(str(tmp_path / "ok.pt"), 32).shape == (3, 32, 17)  # resampled, expanded
+    assert isinstance(MacoImage(magnitude=str(tmp_path / "ok.pt")), MacoImage)
+    with pytest.raises(FeatvisError, match="init must be 'normal' or 'uniform'"):
+        PixelImage(init="zeros")

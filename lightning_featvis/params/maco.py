@@ -7,11 +7,13 @@ Constrained Optimization".
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.params.base import ImageParam
 from lightning_featvis.params.color import squash, unsquash
 from lightning_featvis.params.fourier import radial_frequency
@@ -27,9 +29,19 @@ def load_magnitude(magnitude: str | None, size: int, channels: int = 3) -> torch
 
         images, _ = load_digits_tensors(image_size=size)
         return torch.fft.rfft2(images).abs().mean(dim=0)
-    saved = torch.load(magnitude, map_location="cpu").float()
-    if saved.dim() != 3 or saved.shape[0] not in (1, channels):
-        raise ValueError(f"{magnitude}: expected a [C, H, W // 2 + 1] magnitude tensor, got {tuple(saved.shape)}")
+    path = Path(magnitude).expanduser()
+    if not path.is_file():
+        raise FeatvisError(f"MACO magnitude file not found: {path}; give a file saved with torch.save, "
+                           "'digits' (the digits' mean spectrum) or null (1/f)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise FeatvisError(f"cannot read MACO magnitude {path}: not a tensor saved with torch.save "
+                           f"({type(err).__name__})") from err
+    if not isinstance(saved, torch.Tensor) or saved.dim() != 3 or saved.shape[0] not in (1, channels):
+        shape = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
+        raise FeatvisError(f"{path}: expected a [C, H, W // 2 + 1] magnitude tensor (C = 1 or {channels}), got {shape}")
+    saved = saved.float()
     if saved.shape[-2:] != (size, size // 2 + 1):
         # bins in fftfreq order keep their relative frequency under a linear resampling
         saved = F.interpolate(saved[None], size=(size, size // 2 + 1), mode="bilinear", align_corners=False)[0]

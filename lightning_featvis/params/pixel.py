@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.params.region import RegionImage
 
 
@@ -27,7 +28,7 @@ class PixelImage(RegionImage):
     def __init__(self, init: str = "normal", mean: float = 0.7, std: float = 1 / 20, downsample: int = 1) -> None:
         super().__init__(downsample)
         if init not in ("normal", "uniform"):
-            raise ValueError(f"init must be 'normal' or 'uniform', got {init!r}")
+            raise FeatvisError(f"init must be 'normal' or 'uniform', got {init!r}")
         self.init, self.mean, self.std = init, mean, std
 
     def initial(self, generator: torch.Generator | None, size: int) -> torch.Tensor:
