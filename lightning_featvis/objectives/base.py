@@ -44,7 +44,8 @@ class GroupResult:
 
     Attributes:
         targets: the targets, one per image (padding removed).
-        images: their final canvases ``[N, C, S, S]`` in [0, 1] (clamped), on the CPU.
+        images: their final canvases ``[N, C, S, S]`` in [0, 1] (clamped), on the CPU (a text
+            run's: the final input embeddings ``[N, T, D]``, see :meth:`rendered`).
         activations: mean selected activation of each target's centre view ``[N]``.
         losses: each target's loss on its centre view ``[N]`` (regularization included; for
             reconstruction, the distance to the target photo's output).
