@@ -169,7 +169,8 @@ class TargetDataModule(L.LightningDataModule):
             return
         # rank 0 reads (other nodes may not share its disk) and tells every rank, so all ranks
         # leave out the same groups
-        found = find_finished(Path(log_dir), self.run_fingerprint) if self.trainer.is_global_zero else None
+        where = getattr(self.trainer.lightning_module, "results_table", ("images", "manifest.csv"))
+        found = find_finished(Path(log_dir), self.run_fingerprint, *where) if self.trainer.is_global_zero else None
         finished = self.trainer.strategy.broadcast(found)
         if finished is not None:
             wanted = {t.key for t in self.targets}

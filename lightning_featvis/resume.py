@@ -2,8 +2,9 @@
 
 Every run writes into a new version folder (``lightning_logs/version_N``), so nothing earlier
 is ever overwritten. A run started with the same config as an earlier one (the same command)
-finds that run's ``images/manifest.csv`` (rows are written as each group finishes), copies its
-finished images and rows into its own folder, and renders only the rest. Canvases are seeded
+finds that run's ``images/manifest.csv`` (a text run's ``text/text.csv``; rows are written as
+each group finishes), copies its finished images and rows into its own folder, and renders only
+the rest. Canvases are seeded
 by each target's own key, so the resumed images are the ones an uninterrupted run would give.
 
 The config's identity is :func:`config_fingerprint`: the config without the settings that do
@@ -30,7 +31,7 @@ NEUTRAL_KEYS = {
     "": {"ckpt_path", "config"},
 }
 # callbacks that only write outputs
-NEUTRAL_CALLBACKS = ("ImageLogger", "ImageWriter", "ReconstructionReport", "ModelCheckpoint")
+NEUTRAL_CALLBACKS = ("ImageLogger", "ImageWriter", "ReconstructionReport", "TextReport", "ModelCheckpoint")
 
 
 def config_fingerprint(config: dict) -> str:
@@ -68,15 +69,21 @@ def _version_number(path: Path) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
-def find_finished(log_dir: Path, fingerprint: str, images_dirname: str = "images") -> FinishedTargets | None:
+def find_finished(log_dir: Path, fingerprint: str, images_dirname: str = "images",
+                  manifest: str = "manifest.csv") -> FinishedTargets | None:
     """The newest sibling of ``log_dir`` (``version_*`` folders of the same logger) that ran
-    config ``fingerprint`` and finished at least one target; None if there is none."""
+    config ``fingerprint`` and finished at least one target; None if there is none.
+
+    Args:
+        images_dirname, manifest: where a run keeps its results and their table (a ``target``
+            and a ``file`` column): ``images/manifest.csv``, or a text run's ``text/text.csv``.
+    """
     siblings = [p for p in log_dir.parent.glob("version_*") if p.is_dir() and p.resolve() != log_dir.resolve()]
     for run in sorted(siblings, key=_version_number, reverse=True):
         try:
             if json.loads((run / RUN_FILE).read_text()).get("config") != fingerprint:
                 continue
-            with (run / images_dirname / "manifest.csv").open(newline="") as f:
+            with (run / images_dirname / manifest).open(newline="") as f:
                 rows = [row for row in csv.DictReader(f) if (run / images_dirname / row["file"]).is_file()]
         except (OSError, ValueError, KeyError):
             continue  # not a featvis run, another config, or nothing finished

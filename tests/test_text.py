@@ -160,8 +160,9 @@ def test_cli_writes_the_table_embeddings_and_tensorboard_text(tmp_path):
     run = tmp_path / "lightning_logs" / "version_0"
     rows = read_rows(run / "text" / "text.csv")
     assert list(rows) == [f"{layer}:all@{i}" for layer in ("transformer.h.0", "transformer.h.1", "lm_head") for i in (0, 1)]
-    embeddings = torch.load(run / "text" / "embeddings.pt")
-    assert embeddings["lm_head:all@1"].shape == (len(TinyGPT2().encode(SENTENCES[1])), 64)
+    assert rows["lm_head:all@1"]["file"] == "lm_head__all__sentence1.pt"
+    embeddings = torch.load(run / "text" / "lm_head__all__sentence1.pt")
+    assert embeddings.shape == (len(TinyGPT2().encode(SENTENCES[1])), 64)
     events = EventAccumulator(str(run), size_guidance={"tensors": 0, "scalars": 0})
     events.Reload()
     texts = {"tiny_gpt2/text/table/text_summary", "tiny_gpt2/text/lm_head:all@1/text_summary"}
@@ -260,3 +261,38 @@ def test_featvis_layers_lists_a_text_models_blocks_and_head(capsys):
     lines = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
     assert lines["transformer.h.1"][1:] == ["GPT2Block", "[1,", "5,", "64]", "tokens"]
     assert lines["lm_head"][1:] == ["Linear", "[1,", "5,", "30522]", "tokens"]
+
+
+def test_a_rerun_of_a_text_run_cut_short_renders_only_the_rest(tmp_path):
+    """Cut after the first group (max_steps, as a cluster's time limit would), rerun the same
+    command: the rerun takes the first group over, renders the rest, and ends with the table
+    and embeddings of a run never cut."""
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lightning_featvis.cli import main
+
+    config = yaml.safe_load(open("configs/text/tiny_gpt2.yaml"))
+    config["model"]["init_args"]["octaves"] = [{"steps": 4, "lr": [2.0, 0.2]}]
+    config["data"]["init_args"].update(sentences=SENTENCES, group_size=2)  # 3 groups of 2
+    path = tmp_path / "text.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    def run(root, *extra):
+        main(["fit", "--config", str(path), f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false",
+              "--trainer.enable_checkpointing=false", *extra])
+
+    run(tmp_path / "whole")
+    run(tmp_path / "cut", "--trainer.max_steps=4")
+    run(tmp_path / "cut")
+    whole, first, rerun = (tmp_path / "whole" / "lightning_logs" / "version_0",
+                           *(tmp_path / "cut" / "lightning_logs" / f"version_{i}" for i in (0, 1)))
+    assert list(read_rows(first / "text" / "text.csv")) == ["transformer.h.0:all@0", "transformer.h.0:all@1"]
+    expected, got = read_rows(whole / "text" / "text.csv"), read_rows(rerun / "text" / "text.csv")
+    assert list(got) == list(expected) and got == expected
+    for row in expected.values():
+        assert (rerun / "text" / row["file"]).read_bytes() == (whole / "text" / row["file"]).read_bytes()
+    # the rerun rendered only the two groups left: 4 targets' recovery scalars, at their positions
+    events = EventAccumulator(str(rerun), size_guidance={"scalars": 0})
+    events.Reload()
+    assert sorted(e.step for e in events.Scalars("tiny_gpt2/text/token_recovery")) == [2, 3, 4, 5]

@@ -122,6 +122,10 @@ class VisualizationObjective(L.LightningModule):
 
     # --- what subclasses customise -------------------------------------------------------
 
+    #: where a run's finished results and their table are (inside the log directory), for a
+    #: rerun of the same config to take them over: ImageWriter's PNGs and manifest
+    results_table: tuple[str, str] = ("images", "manifest.csv")
+
     @property
     def default_layer(self) -> str | None:
         """Layer for targets that name none."""

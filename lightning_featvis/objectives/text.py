@@ -76,6 +76,9 @@ class TextReconstructionObjective(VisualizationObjective):
         self._references: dict[tuple[int, str], torch.Tensor] = {}
         self._decoder: TokenDecoder | None = None
 
+    #: TextReport's folder and table: a rerun of the same config takes finished targets over
+    results_table = ("text", "text.csv")
+
     @property
     def default_layer(self) -> str | None:
         return self.layer
