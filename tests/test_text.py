@@ -296,3 +296,18 @@ def test_a_rerun_of_a_text_run_cut_short_renders_only_the_rest(tmp_path):
     events = EventAccumulator(str(rerun), size_guidance={"scalars": 0})
     events.Reload()
     assert sorted(e.step for e in events.Scalars("tiny_gpt2/text/token_recovery")) == [2, 3, 4, 5]
+
+
+def test_an_interrupted_text_run_says_where_its_finished_targets_are(tmp_path, capsys):
+    class Interrupt(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch["group"] == 1:
+                raise KeyboardInterrupt
+
+    objective = TextReconstructionObjective(TinyGPT2(), octaves=[Octave(steps=2)])
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        fit_text(objective, SENTENCES, ["transformer.h.0:all"], tmp_path, group_size=1, callbacks=[TextReport(), Interrupt()])
+    assert list(read_rows(tmp_path / "text" / "text.csv")) == ["transformer.h.0:all@0"]
+    err = capsys.readouterr().err
+    assert f"featvis: interrupted: 1 finished targets' rows and embeddings are in {tmp_path / 'text'}" in err
+    assert "Run the same command again" in err

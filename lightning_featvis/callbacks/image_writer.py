@@ -13,6 +13,14 @@ from lightning_featvis.errors import FeatvisError
 from lightning_featvis.files import atomic_write, atomic_write_csv
 
 
+def stop_message(exception: BaseException, where: str) -> str:
+    """What a run stopped by ``exception`` tells the user: why, ``where`` its results are, and
+    that rerunning the same command finishes the rest."""
+    interrupted = isinstance(exception, (KeyboardInterrupt, SystemExit))
+    reason = "interrupted" if interrupted else f"stopped by {type(exception).__name__}"
+    return f"featvis: {reason}: {where}. Run the same command again to finish the rest."
+
+
 class ImageWriter(L.Callback):
     """Writes one PNG per target, ``<layer>__<unit>.png`` (the whole canvas), and
     ``manifest.csv`` (target, layer, unit, file, final activation and loss, and ``status``:
@@ -67,9 +75,7 @@ class ImageWriter(L.Callback):
                 rows.append(dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name, step=step))
             atomic_write_csv(partial / "manifest.csv", self.PARTIAL_FIELDS, rows)
             where += f"; the {len(rows)} unfinished ones, as they were at step {step}, in {partial}"
-        interrupted = isinstance(exception, (KeyboardInterrupt, SystemExit))
-        reason = "interrupted" if interrupted else f"stopped by {type(exception).__name__}"
-        print(f"featvis: {reason}: {where}. Run the same command again to finish the rest.", file=sys.stderr)
+        print(stop_message(exception, where), file=sys.stderr)
 
     @staticmethod
     def write_png(folder: Path, target, image) -> str:

@@ -4,12 +4,14 @@ text and scalars."""
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
 
 from lightning_featvis.callbacks.image_logger import tensorboard_writers
+from lightning_featvis.callbacks.image_writer import stop_message
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.files import atomic_write, atomic_write_csv
 
@@ -60,6 +62,12 @@ class TextReport(L.Callback):
             atomic_write(self.directory / row["file"], (finished.images_dir / row["file"]).read_bytes())
             self.rows[order[row["target"]]] = {k: row.get(k, "") for k in self.FIELDS}
         self._write_table()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not trainer.is_global_zero or self.directory is None or isinstance(exception, FeatvisError) or not self.rows:
+            return  # bad input: the error itself is the whole message; nothing finished: nothing to say
+        where = f"{len(self.rows)} finished targets' rows and embeddings are in {self.directory}"
+        print(stop_message(exception, where), file=sys.stderr)
 
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:
