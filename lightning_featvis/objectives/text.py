@@ -100,10 +100,14 @@ class TextReconstructionObjective(VisualizationObjective):
                                "{class_path: lightning_featvis.data.SentenceTargets, init_args: {sentences: [...]}}")
         self.sentence_ids = [self.network.encode(text) for text in datamodule.sentences]
 
+    def embed(self, ids: list[int]) -> torch.Tensor:
+        """The input embeddings ``[1, L, D]`` of token ids ``ids`` (no gradient)."""
+        weight = self.embedding_matrix
+        return weight[torch.tensor([ids], device=weight.device)].detach()
+
     def sentence_embeddings(self, index: int) -> torch.Tensor:
         """Sentence ``index``'s own input embeddings ``e`` ``[1, L, D]``."""
-        ids = torch.tensor([self.sentence_ids[index]], device=self.embedding_matrix.device)
-        return self.embedding_matrix[ids].detach()
+        return self.embed(self.sentence_ids[index])
 
     def canvas_size(self, octave: int) -> int:
         return max(len(ids) for ids in self.sentence_ids)
@@ -232,11 +236,8 @@ class TextReconstructionObjective(VisualizationObjective):
         if self.network.task != "causal-lm":
             return None
         with torch.no_grad():
-            logits = self.run(self.sentence_embeddings_of(ids), [""], stop=False)[""]
+            logits = self.run(self.embed(ids), [""], stop=False)[""]
         return int(logits[0, -1].argmax())
-
-    def sentence_embeddings_of(self, ids: list[int]) -> torch.Tensor:
-        return self.embedding_matrix[torch.tensor([ids], device=self.embedding_matrix.device)].detach()
 
     def report(self, embeddings: torch.Tensor, targets: list[Target]) -> list[dict]:
         """What each finished target recovered, one dict per target, from its final embeddings
@@ -256,6 +257,7 @@ class TextReconstructionObjective(VisualizationObjective):
         tokenizer = self.network.tokenizer()
         special = self.network.special_tokens()
         datamodule = self.trainer.datamodule
+        word = (lambda token: "" if token is None else tokenizer.decode([token]))
         rows = []
         for e_g, target in zip(embeddings, targets):
             ids = self.sentence_ids[target.sentence]
@@ -266,7 +268,6 @@ class TextReconstructionObjective(VisualizationObjective):
             top = self.decoder.top_k(e_g, self.top_k).tolist()
             distance, noise_distance = self.criterion(e_g, target)
             original, recovered = self.next_token(ids), self.next_token(decoded["pinv"])
-            word = (lambda t: "" if t is None else tokenizer.decode([t]))
             rows.append(dict(
                 sentence=datamodule.sentences[target.sentence],
                 recovered=tokenizer.decode(decoded["pinv"]),
