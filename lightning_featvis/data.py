@@ -132,8 +132,12 @@ class TargetDataModule(L.LightningDataModule):
         ``unit_sizes`` and ``default_layer`` as :func:`parse_targets` takes them."""
         if self.requested_group_size < 1:
             raise FeatvisError(f"group_size must be >= 1, got {self.requested_group_size}")
-        self.targets = parse_targets(self.specs, unit_sizes, default_layer)
+        self.targets = self.expand(parse_targets(self.specs, unit_sizes, default_layer))
         self.group_size = max(1, min(self.requested_group_size, len(self.targets)))
+
+    def expand(self, targets: list[Target]) -> list[Target]:
+        """The run's targets from the parsed specifications (all of them, as they are)."""
+        return targets
 
     def resolve_layers(self, default_layer: str | None) -> None:
         """Give targets without a layer the objective's default layer."""
@@ -227,9 +231,8 @@ class SentenceTargets(TargetDataModule):
         super().__init__(targets=targets, group_size=group_size, resume=resume)
         self.sentences = [sentences] if isinstance(sentences, str) else list(sentences)
 
-    def parse(self, unit_sizes: Callable[[str], dict[str, int]] | None = None, default_layer: str | None = None) -> None:
+    def expand(self, targets: list[Target]) -> list[Target]:
+        """Each parsed target once per sentence, target-major."""
         if not self.sentences or not all(isinstance(s, str) and s.strip() for s in self.sentences):
             raise FeatvisError(f"sentences must be a list of non-empty strings, got {self.sentences!r}")
-        super().parse(unit_sizes, default_layer)
-        self.targets = [replace(t, sentence=i) for t in self.targets for i in range(len(self.sentences))]
-        self.group_size = max(1, min(self.requested_group_size, len(self.targets)))
+        return [replace(t, sentence=i) for t in targets for i in range(len(self.sentences))]

@@ -21,8 +21,9 @@ class LayerInfo:
 
 
 def describe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
-    """Run one blank input (a black image, a short sentence) through ``adapter``'s network (random or loaded weights alike) and
-    describe every module whose output holds a tensor, in forward order."""
+    """Run one blank input (a black image, a short sentence) through ``adapter``'s network
+    (random or loaded weights alike) and describe every module whose output holds a tensor, in
+    forward order."""
     net = adapter.build().eval()
     names = [name for name, _ in net.named_modules() if name]
     args, kwargs = adapter.blank_inputs(net)
