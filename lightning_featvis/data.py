@@ -180,7 +180,7 @@ class TargetDataModule(L.LightningDataModule):
             wanted = {t.key for t in self.targets}
             finished.rows = [row for row in finished.rows if row["target"] in wanted]
             self.finished = finished
-            rank_zero_info(f"featvis: resuming: {len(finished.rows)} targets finished by {finished.images_dir.parent}, "
+            rank_zero_info(f"featvis: resuming: {len(finished.rows)} targets finished by {finished.results_dir.parent}, "
                            f"{len(wanted - finished.keys)} to go")
         if self.trainer.is_global_zero:
             write_run_file(Path(log_dir), self.run_fingerprint)

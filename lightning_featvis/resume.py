@@ -52,16 +52,25 @@ class FinishedTargets:
     """What an earlier run of the same config finished.
 
     Attributes:
-        images_dir: that run's images folder.
+        results_dir: that run's results folder (``images/``, a text run's ``text/``).
         rows: its manifest rows (``target``, ``file``, ...), one per finished target.
     """
 
-    images_dir: Path
+    results_dir: Path
     rows: list[dict] = field(default_factory=list)
 
     @property
     def keys(self) -> set[str]:
         return {row["target"] for row in self.rows}
+
+    def take_over(self, directory: Path, fields: tuple[str, ...]) -> list[dict]:
+        """Copy every finished target's file into ``directory`` (atomically) and return its
+        rows cut to ``fields`` (missing ones empty), for a resumed run's own table."""
+        from lightning_featvis.files import atomic_write
+
+        for row in self.rows:
+            atomic_write(directory / row["file"], (self.results_dir / row["file"]).read_bytes())
+        return [{k: row.get(k, "") for k in fields} for row in self.rows]
 
 
 def _version_number(path: Path) -> int:
@@ -69,13 +78,13 @@ def _version_number(path: Path) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
-def find_finished(log_dir: Path, fingerprint: str, images_dirname: str = "images",
+def find_finished(log_dir: Path, fingerprint: str, dirname: str = "images",
                   manifest: str = "manifest.csv") -> FinishedTargets | None:
     """The newest sibling of ``log_dir`` (``version_*`` folders of the same logger) that ran
     config ``fingerprint`` and finished at least one target; None if there is none.
 
     Args:
-        images_dirname, manifest: where a run keeps its results and their table (a ``target``
+        dirname, manifest: where a run keeps its results and their table (a ``target``
             and a ``file`` column): ``images/manifest.csv``, or a text run's ``text/text.csv``.
     """
     siblings = [p for p in log_dir.parent.glob("version_*") if p.is_dir() and p.resolve() != log_dir.resolve()]
@@ -83,12 +92,12 @@ def find_finished(log_dir: Path, fingerprint: str, images_dirname: str = "images
         try:
             if json.loads((run / RUN_FILE).read_text()).get("config") != fingerprint:
                 continue
-            with (run / images_dirname / manifest).open(newline="") as f:
-                rows = [row for row in csv.DictReader(f) if (run / images_dirname / row["file"]).is_file()]
+            with (run / dirname / manifest).open(newline="") as f:
+                rows = [row for row in csv.DictReader(f) if (run / dirname / row["file"]).is_file()]
         except (OSError, ValueError, KeyError):
             continue  # not a featvis run, another config, or nothing finished
         if rows:
-            return FinishedTargets(run / images_dirname, rows)
+            return FinishedTargets(run / dirname, rows)
     return None
 
 

@@ -52,9 +52,7 @@ class ImageWriter(L.Callback):
         finished = getattr(trainer.datamodule, "finished", None)
         if finished is None or not trainer.is_global_zero:
             return
-        for row in finished.rows:
-            atomic_write(self.directory / row["file"], (finished.images_dir / row["file"]).read_bytes())
-            self.rows.append({k: row.get(k, "") for k in self.FIELDS})
+        self.rows = finished.take_over(self.directory, self.FIELDS)
         atomic_write_csv(self.directory / "manifest.csv", self.FIELDS, self.rows)
 
     PARTIAL_FIELDS = ("target", "layer", "unit", "file", "step")

@@ -58,9 +58,7 @@ class TextReport(L.Callback):
         if finished is None or not trainer.is_global_zero:
             return
         order = {t.key: i for i, t in enumerate(trainer.datamodule.targets)}
-        for row in finished.rows:
-            atomic_write(self.directory / row["file"], (finished.images_dir / row["file"]).read_bytes())
-            self.rows[order[row["target"]]] = {k: row.get(k, "") for k in self.FIELDS}
+        self.rows = {order[row["target"]]: row for row in finished.take_over(self.directory, self.FIELDS)}
         self._write_table()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:

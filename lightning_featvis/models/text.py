@@ -78,7 +78,6 @@ class TextModel(ModelAdapter):
         if self.tokenizer_source is None:
             raise FeatvisError("an untrained model built from a model_type needs a tokenizer (an id or directory)")
         self.num_blocks, self.add_special_tokens = num_blocks, add_special_tokens
-        self.config = {}
         self.model_name = model_name or Path(str(model or model_type)).name.replace("-", "_").replace(".", "_")
         self._tokenizer = None
 
