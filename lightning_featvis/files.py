@@ -28,9 +28,10 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def atomic_write_csv(path: Path, fields: Sequence[str], rows: Iterable[dict]) -> None:
-    """Write ``rows`` (dicts keyed by ``fields``) as a CSV file with a header, atomically."""
+    """Write ``rows`` (dicts keyed by ``fields``) as a CSV file with a header, atomically; floats
+    are written with 6 significant digits."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
     atomic_write(path, text.getvalue().encode())

@@ -67,11 +67,7 @@ class ReconstructionReport(L.Callback):
 
     def _write(self, trainer, pl_module) -> None:
         rows = [self.rows[i] for i in sorted(self.rows)]
-        atomic_write_csv(
-            self.directory / "reconstruction.csv",
-            self.FIELDS,
-            ({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows),
-        )
+        atomic_write_csv(self.directory / "reconstruction.csv", self.FIELDS, rows)
 
         photo = pl_module.photo.cpu().to(self.images[min(self.images)].dtype)
         images = torch.cat([photo, torch.stack([self.images[i] for i in sorted(self.images)])])

@@ -106,5 +106,4 @@ class TextReport(L.Callback):
 
     def _write_table(self) -> None:
         rows = [self.rows[i] for i in sorted(self.rows)]
-        atomic_write_csv(self.directory / "text.csv", self.FIELDS,
-                         ({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows))
+        atomic_write_csv(self.directory / "text.csv", self.FIELDS, rows)
