@@ -53,7 +53,8 @@ packages always win), and which ``pip check`` and the project never see::
     .venv/bin/pip install --target .venv/lucent-site ipython   # lucent.optvis imports IPython.display
 
 (torch, torchvision, numpy, pillow and tqdm, which Lucent also imports, come from the project
-venv.) Uninstall with ``rm -rf .venv/lucent-site``. ``--lucent-site`` picks another folder.
+venv.) Uninstall with ``rm -rf .venv/lucent-site``. ``--lucent-site`` (or the environment
+variable ``FEATVIS_LUCENT_SITE``) picks another folder.
 Without Lucent the script still runs the featvis side and leaves the Lucent columns empty.
 
 Run (from the repository root, CPU only; ~12 minutes on 2 CPU cores at the defaults, 1 thread)::
@@ -98,7 +99,8 @@ from lightning_featvis.params import FourierImage, PixelImage
 from lightning_featvis.schedule import Octave
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_LUCENT_SITE = REPO / ".venv" / "lucent-site"
+# FEATVIS_LUCENT_SITE: where CI installs it (.ci/run), outside the repository
+DEFAULT_LUCENT_SITE = Path(os.environ.get("FEATVIS_LUCENT_SITE") or REPO / ".venv" / "lucent-site")
 LR = 0.05  # Lucent's default Adam learning rate, used by both sides
 SETTINGS = ("plain", "lucent-style")
 

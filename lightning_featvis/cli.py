@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 
-import lightning as L
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from lightning_featvis.errors import FeatvisError
-from lightning_featvis.layers import describe_layers, format_layers
+from lightning_featvis.errors import FeatvisError, WriteError, is_write_failure
+from lightning_featvis.trainer import FeatvisTrainer, check_checkpoint
 
-
-class FeatvisTrainer(L.Trainer):
-    """The Lightning Trainer plus the ``featvis layers`` subcommand."""
-
-    def layers(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None) -> None:
-        """Print every addressable layer of the config's model with output shape and layout."""
-        network = getattr(model, "network", None)
-        if network is None:
-            raise FeatvisError(f"{type(model).__name__} has no model adapter (model.network) to list layers of")
-        print(f"{network.name}: input {network.input_description}")
-        print(format_layers(describe_layers(network)))
+#: accelerators that need a CUDA device
+_CUDA = ("gpu", "cuda")
 
 
 class FeatvisCLI(LightningCLI):
@@ -47,6 +38,30 @@ class FeatvisCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", {"max_epochs": 1})
         super().__init__(args=args, **kwargs)
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads --ckpt_path's hyperparameters right after parsing: a file that is
+        # not a checkpoint must be refused before that, with one message
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_checkpoint(self.config[subcommand].get("ckpt_path"))
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = self._get(self.config_init, "trainer", default={}) or {}
+        accelerator = str(trainer.get("accelerator", "auto")).lower()
+        if accelerator in _CUDA:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise FeatvisError(f"--trainer.accelerator {accelerator}: no GPU is available here "
+                                   "(torch.cuda.is_available() is False); use --trainer.accelerator cpu or auto, "
+                                   "or run on a machine with a GPU and a CUDA build of torch")
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as err:
+            # Lightning's own refusals (devices, strategy, precision): one line with its reason
+            raise FeatvisError(f"trainer: {str(err).strip().splitlines()[0]}") from err
+
     def before_fit(self) -> None:
         # the config's identity lets a rerun of the same command resume an interrupted sweep
         from lightning_featvis.data import TargetDataModule
@@ -57,17 +72,28 @@ class FeatvisCLI(LightningCLI):
 
 
 def _featvis_error(err: BaseException) -> FeatvisError | None:
-    """The FeatvisError behind ``err``: the argument parser wraps errors raised while it
-    instantiates classes, keeping the original on the exception chain."""
+    """The FeatvisError behind ``err`` (a refused write counts as one): the argument parser
+    wraps errors raised while it instantiates classes, keeping the original on the chain."""
     while err is not None:
         if isinstance(err, FeatvisError):
             return err
+        if is_write_failure(err):
+            return WriteError.from_os_error(err)
         err = err.__cause__ or err.__context__
     return None
 
 
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """Threads' uncaught errors as Python prints them, but refused writes: TensorBoard's
+    event-file writer thread dies on a full disk with a traceback, then hands the same error
+    to the next write in the main thread, which reports it as one line."""
+    if not is_write_failure(args.exc_value):
+        threading.__excepthook__(args)
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``featvis``; bad input ends with one message, not a traceback."""
+    threading.excepthook = _thread_excepthook
     try:
         FeatvisCLI(args=args)
     except SIGTERMException:

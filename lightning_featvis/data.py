@@ -9,12 +9,12 @@ results do not depend on how targets are grouped or on how many ranks run them.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_featvis.errors import FeatvisError
@@ -180,8 +180,9 @@ class TargetDataModule(L.LightningDataModule):
             wanted = {t.key for t in self.targets}
             finished.rows = [row for row in finished.rows if row["target"] in wanted]
             self.finished = finished
-            rank_zero_info(f"featvis: resuming: {len(finished.rows)} targets finished by {finished.results_dir.parent}, "
-                           f"{len(wanted - finished.keys)} to go")
+            if self.trainer.is_global_zero:  # a featvis line, like the others: stderr, whatever logging says
+                print(f"featvis: resuming: {len(finished.rows)} targets finished by {finished.results_dir.parent}, "
+                      f"{len(wanted - finished.keys)} to go", file=sys.stderr)
         if self.trainer.is_global_zero:
             write_run_file(Path(log_dir), self.run_fingerprint)
 

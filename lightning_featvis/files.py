@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lightning_featvis.errors import WriteError, is_write_failure
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: readers never see a
@@ -15,15 +17,24 @@ def atomic_write(path: Path, data: bytes) -> None:
 
     The temporary name is per process (concurrent writers stay apart) and the file is created
     normally, so it gets the usual umask permissions (``mkstemp`` would make it owner-only).
+
+    Raises:
+        WriteError: the disk is full or read-only, or the folder is not writable (the old file,
+            if any, is left as it was).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder holds no temporary file to remove
+        if is_write_failure(err):
+            raise WriteError(path, err.strerror) from err
         raise
 
 

@@ -35,6 +35,9 @@ def load_photo(path: str | None = None, size: int | None = None) -> torch.Tensor
         photo = _as_tensor(load_sample_image(name))
     else:
         file = Path(name).expanduser()
+        if file.is_dir():
+            raise FeatvisError(f"{file} is a directory, not an image file: give the path of one image "
+                               f"(or a bundled photo: {', '.join(SAMPLE_PHOTOS)}, or digits:<i>)")
         if not file.is_file():
             raise FeatvisError(f"image file not found: {file} (or use a bundled photo: {', '.join(SAMPLE_PHOTOS)}, or digits:<i>)")
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,13 +93,42 @@ def find_finished(log_dir: Path, fingerprint: str, dirname: str = "images",
         try:
             if json.loads((run / RUN_FILE).read_text()).get("config") != fingerprint:
                 continue
-            with (run / dirname / manifest).open(newline="") as f:
-                rows = [row for row in csv.DictReader(f) if (run / dirname / row["file"]).is_file()]
-        except (OSError, ValueError, KeyError):
-            continue  # not a featvis run, another config, or nothing finished
+        except (OSError, ValueError, AttributeError):
+            continue  # not a featvis run (or one that never got going): not this config's
+        table = run / dirname / manifest
+        if not table.is_file():
+            continue  # this config, but nothing finished
+        rows = read_table(table)
+        if rows is None:
+            print(f"featvis: warning: cannot read {table} (damaged?); taking nothing over from that run",
+                  file=sys.stderr)
+            continue
+        rows = [row for row in rows if (run / dirname / row["file"]).is_file()]
         if rows:
             return FinishedTargets(run / dirname, rows)
     return None
+
+
+def read_table(path: Path) -> list[dict] | None:
+    """The rows of a results table (a ``target`` and a ``file`` column, every row complete),
+    or None when it cannot be read: unreadable, no such columns, or a row cut short or
+    padded (a file truncated or written over by something else)."""
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            fields = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if "target" not in fields or "file" not in fields:
+        return None
+    for row in rows:
+        # DictReader fills missing trailing fields with None and keeps extra ones under None
+        if None in row or any(value is None for value in row.values()) or not row["target"] or not row["file"]:
+            return None
+        if Path(row["file"]).name != row["file"]:
+            return None  # a file name, never a path out of the results folder
+    return rows
 
 
 def write_run_file(log_dir: Path, fingerprint: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lightning_featvis.errors import FeatvisError
+
 
 @dataclass
 class Octave:
@@ -20,6 +22,16 @@ class Octave:
     steps: int
     size: int | None = None
     lr: tuple[float, float] | None = None
+
+    def check(self) -> None:
+        """Refuse an octave that cannot run: fewer than one step, or a learning rate that is
+        not positive (gradient descent would climb the loss, or stand still; a ramp may end
+        at 0, as a decay does)."""
+        if self.steps < 1:
+            raise FeatvisError(f"every octave needs steps >= 1, got {self}")
+        if self.lr is not None and (len(self.lr) != 2 or not (self.lr[0] > 0 and self.lr[1] >= 0)):
+            raise FeatvisError(f"an octave's lr is [start, end], start positive and end not negative; "
+                               f"got lr={list(self.lr)} in {self}")
 
 
 def linear(start: float, end: float, step: int, steps: int) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 import pytest
 import torch
@@ -93,3 +95,16 @@ def sweep_config(targets: list[str], steps: int, group_size: int = 2) -> dict:
         "trainer": {"enable_progress_bar": False, "enable_model_summary": False},
     }
 
+
+
+# A test that skips says why in the summary (`pytest -rs`, as the README's command runs it).
+# Where every resource must be present (CI sets FEATVIS_FORBID_SKIPS=1), a skip is a failure:
+# a browser, a server or a mount that cannot start there would otherwise hide a broken test.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("FEATVIS_FORBID_SKIPS") == "1" and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped where skips are forbidden (FEATVIS_FORBID_SKIPS=1): {reason}"

@@ -48,8 +48,9 @@ def test_copies_differ_are_seeded_per_target_and_step_and_identity_when_off(tmp_
     (a, b) = parse_targets([f"{BLOCK1}:neuron=3", f"{BLOCK1}:neuron=4"])
     ensemble = AugmentationEnsemble(copies=3)
     torch.testing.assert_close(ensemble.sample(a, 1), ensemble.sample(a, 1))
-    assert not torch.equal(ensemble.sample(a, 1), ensemble.sample(a, 2))
-    assert not torch.equal(ensemble.sample(a, 1), ensemble.sample(b, 1))
+    # other steps and other targets draw other parameters, not copies up to rounding
+    assert (ensemble.sample(a, 1) - ensemble.sample(a, 2)).abs().max() > 1e-3
+    assert (ensemble.sample(a, 1) - ensemble.sample(b, 1)).abs().max() > 1e-3
     view = torch.rand(2, 3, 32, 32)
     copies = ensemble.augment(view, [a, b], 1)
     assert copies.shape == (6, 3, 32, 32) and not torch.allclose(copies[0], copies[1])

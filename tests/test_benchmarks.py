@@ -51,7 +51,7 @@ def test_quality_quick_judges_every_recipe(tmp_path, capsys):
     assert list(rows) == list(quality.RECIPES)
     for row in rows.values():
         assert all(0.0 <= row[k] <= 1.0 for k in ("self top-1", "transfer top-1", "transfer CNN", "transfer ViT seed 1"))
-        assert row["transfer top-1"] == (row["transfer CNN"] + row["transfer ViT seed 1"]) / 2
+        assert row["transfer top-1"] == pytest.approx((row["transfer CNN"] + row["transfer ViT seed 1"]) / 2, abs=1e-9)
         assert -1.0 <= row["feature cos"] <= 1.0 and row["s/image"] > 0 and row["neuron reached"] > 0
     assert "| best |" in capsys.readouterr().out and (tmp_path / "quality.md").is_file()
 

@@ -49,7 +49,8 @@ class Snapshots(L.Callback):
 def test_blur_applies_the_scheduled_sigma_after_each_step(tiny, tmp_path):
     snaps = Snapshots()
     blur = GaussianBlur(sigma=[[2.0, 1.0]])
-    objective = NeuronObjective(tiny, layer="encoder.layers.encoder_layer_0", octaves=[Octave(steps=3, lr=(0.0, 0.0))])
+    # a loss of 0 (scale 0): the optimizer step leaves the canvas as it is, only the blur acts
+    objective = NeuronObjective(tiny, layer="encoder.layers.encoder_layer_0", scale=0.0, octaves=[Octave(steps=3)])
     # blur before the snapshot callback: 'after' is the blurred canvas
     render(objective, ["neuron=1"], tmp_path, callbacks=[blur, snaps])
     for step in range(3):
@@ -64,7 +65,7 @@ def test_jitter_changes_only_the_chosen_window(tiny, tmp_path):
     windows = set()
     for before, after, offsets in zip(snaps.before, snaps.after, snaps.offsets):
         for i, (y, x) in enumerate(offsets):
-            changed = (after[i] != before[i]).any(dim=0)
+            changed = ((after[i] - before[i]).abs() > 1e-6).any(dim=0)
             inside = torch.zeros_like(changed)
             inside[y : y + 16, x : x + 16] = True
             assert changed.any() and not (changed & ~inside).any()
@@ -84,3 +85,35 @@ def test_jitter_positions_depend_on_seed_target_and_step_only(tiny, tmp_path):
     per_target_1 = [o[0] for o in runs[0][:3]] + [o[0] for o in runs[0][3:]]
     per_target_2 = [o[0] for o in runs[1]] + [o[1] for o in runs[1]]
     assert per_target_1 == per_target_2
+
+
+def test_jitter_positions_come_from_the_run_seed_target_and_step(tiny, tmp_path):
+    """The documented rule, value for value: the view of target t at step s sits where
+    ``torch.rand(2)`` of a generator seeded by ``derive_seed(run seed, "jitter", t, s)`` puts it."""
+    from lightning_featvis.seeding import derive_seed
+
+    class Used(L.Callback):
+        """The step and the view offsets each training step used."""
+
+        def __init__(self):
+            self.steps, self.offsets = [], []
+
+        def on_before_backward(self, trainer, pl_module, loss):
+            self.offsets.append(pl_module.view_offsets())
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.steps.append(batch["step"])
+
+    used = Used()
+    objective = NeuronObjective(tiny, layer="encoder.layers.encoder_layer_1", octaves=[Octave(steps=4, size=24)])
+    collected = render(objective, ["neuron=0-1"], tmp_path, group_size=2, seed=7, callbacks=[PositionalJitter(), used])
+    keys = [t.key for t in collected.results[0].targets]
+    assert used.steps == [0, 1, 2, 3] and len(used.offsets) == 4
+    seen = set()
+    for step, offsets in zip(used.steps, used.offsets):
+        for key, offset in zip(keys, offsets):
+            generator = torch.Generator().manual_seed(derive_seed(7, "jitter", key, step))
+            (expected,) = objective.view_offsets(torch.rand(2, generator=generator)[None])
+            assert offset == expected, (key, step)
+            seen.add(offset)
+    assert len(seen) > 2 and all(0 <= y <= 8 and 0 <= x <= 8 for y, x in seen)  # 24 px canvas, 16 px view

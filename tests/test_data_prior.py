@@ -63,7 +63,8 @@ def test_statistics_follow_device_and_dtype_and_gradient_reaches_the_view(digits
     # each image's gradient is its own: the cost of image 0 does not depend on image 1
     view.grad = None
     digits_prior.penalty(view, view, 0)[0].backward()
-    assert view.grad[0].abs().sum().item() > 0 and view.grad[1:].abs().sum().item() == 0
+    own = view.grad[0].abs().max().item()
+    assert own > 0 and view.grad[1:].abs().max().item() <= 1e-6 * own
     # descending the gradient moves the image towards the digits
     with torch.no_grad():
         before = digits_prior.penalty(view, view, 0)
@@ -81,7 +82,7 @@ def test_weight_scales_and_zero_weight_is_free(digits_prior):
     torch.testing.assert_close(prior3.penalty(view, view, 0), 3 * digits_prior.penalty(view, view, 0))
     prior0 = GaussianPrior(weight=0.0)
     prior0.mean, prior0.precision = digits_prior.mean, digits_prior.precision
-    assert prior0.penalty(view, view, 0).abs().max().item() == 0
+    assert prior0.penalty(view, view, 0).abs().max().item() < 1e-12
 
 
 @pytest.mark.parametrize(

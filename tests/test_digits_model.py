@@ -22,13 +22,13 @@ def test_split_is_deterministic_stratified_and_rgb():
     split = digits_split()
     again = digits_split()
     assert torch.equal(split.val_labels, again.val_labels)
-    assert torch.equal(split.val_images, again.val_images)
+    torch.testing.assert_close(split.val_images, again.val_images)
     assert split.train_images.shape == (1437, 3, 32, 32)
     assert split.val_images.shape == (360, 3, 32, 32)
     # every class keeps its 20% share (35-37 of ~180 per class)
     assert split.val_labels.bincount(minlength=10).min() >= 35
     assert 0.0 <= split.val_images.min() and split.val_images.max() <= 1.0
-    assert torch.equal(split.val_images[:, 0], split.val_images[:, 2])
+    torch.testing.assert_close(split.val_images[:, 2], split.val_images[:, 0])
 
 
 @pytest.mark.parametrize(
@@ -80,5 +80,6 @@ def test_fit_exports_weights_that_load_into_the_adapter(tmp_path):
     assert loaded.keys() == initial.keys()
     for key in loaded:
         assert torch.equal(loaded[key], trained[key]), key
-    assert not torch.equal(loaded["heads.head.weight"], initial["heads.head.weight"])
-    assert not torch.equal(loaded["conv_proj.weight"], initial["conv_proj.weight"])
+    # training moved the weights (3 Adam steps of lr 3e-3: by ~1e-2), not only by rounding
+    assert (loaded["heads.head.weight"] - initial["heads.head.weight"]).abs().max() > 1e-4
+    assert (loaded["conv_proj.weight"] - initial["conv_proj.weight"]).abs().max() > 1e-4

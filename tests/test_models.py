@@ -73,3 +73,20 @@ def test_a_nested_command_line_null_gets_a_way_out(tmp_path, capsys):
               f"--trainer.default_root_dir={tmp_path}"])
     err = capsys.readouterr().err
     assert "unknown weights 'None' for vit_b_32" in err and '"weights": null' in err
+
+
+def test_a_safetensors_file_from_the_hub_loads_as_a_checkpoint(tmp_path):
+    """What the offline advice says to fetch (`hf download ... model.safetensors`) loads as
+    ``checkpoint:``."""
+    from safetensors.torch import save_file
+
+    from lightning_featvis.models import TimmModel
+
+    torch.manual_seed(0)
+    net = TimmModel("vit_tiny_patch16_224", model_kwargs={"img_size": 32, "num_classes": 3}).build()
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    loaded = TimmModel("vit_tiny_patch16_224", pretrained=True, checkpoint=str(path),
+                       model_kwargs={"img_size": 32, "num_classes": 3}).build()
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)

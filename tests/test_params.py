@@ -58,12 +58,13 @@ def test_forward_shape_range_and_seeds(name):
     assert torch.isfinite(image).all()
     if name == "grayscale":
         assert abs(image.mean().item() - 0.7) < 0.02
-        assert torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 0], image[:, 2])
+        torch.testing.assert_close(image[:, 1], image[:, 0])
+        torch.testing.assert_close(image[:, 2], image[:, 0])
     else:
         assert image.min() > 0 and image.max() < 1
     assert not torch.allclose(image[0], image[1])
     again = make(name, seeds=(0, 5))
-    assert torch.equal(again()[0], image[0])
+    torch.testing.assert_close(again()[0], image[0])
     assert not torch.allclose(again()[1], image[1])
 
 
@@ -235,8 +236,11 @@ def test_grayscale_keeps_raw_values():
     image = param()
     assert image.min() > 1.4
     image.sum().backward()
-    assert (param.canvas.grad[:, :, :S, :S] == 3).all()  # three channels share one pixel
-    assert (param.canvas.grad[:, :, S:, :] == 0).all()  # outside the active region: no gradient
+    grad = param.canvas.grad
+    # three channels share one pixel
+    torch.testing.assert_close(grad[:, :, :S, :S], torch.full_like(grad[:, :, :S, :S], 3.0), atol=1e-6, rtol=0)
+    # outside the active region: no gradient
+    assert grad[:, :, S:, :].abs().max() <= 1e-6 * grad[:, :, :S, :S].abs().max()
 
 
 def test_maco_default_magnitude_is_one_over_f():
@@ -288,7 +292,7 @@ def test_a_downsampled_canvas_keeps_edits_that_change_nothing_and_takes_uniform_
     before = param().detach().clone()
     stored = param.region().detach().clone()
     param.update_(lambda x: x)
-    assert torch.equal(param.region(), stored)
+    torch.testing.assert_close(param.region(), stored)
     param.update_(lambda x: x.add_(0.25))  # in place, as the blur callback may edit
     torch.testing.assert_close(param(), before + 0.25)
 
@@ -314,13 +318,14 @@ def test_embedding_sequences_are_seeded_sized_and_trainable():
     param.reset_([1, None, 2], 5)
     e = param()
     assert e.shape == (3, 5, 8)
-    assert e[1].abs().sum() == 0  # a padding slot
+    assert e[1].abs().max() < 1e-12 < e[0].abs().max()  # a padding slot
     torch.testing.assert_close(e[0], torch.randn((5, 8), generator=torch.Generator().manual_seed(1)) * 0.5)
     assert abs(float(e[0].std()) - 0.5) < 0.2
     e.square().sum().backward()
-    assert param.embeddings.grad[:, :5].abs().sum() > 0 and param.embeddings.grad[:, 5:].abs().sum() == 0
+    grad = param.embeddings.grad
+    assert grad[:, :5].abs().max() > 0 and grad[:, 5:].abs().max() <= 1e-6 * grad[:, :5].abs().max()
     param.update_(lambda x: x * 0)
-    assert param().abs().sum() == 0
+    assert param().abs().max() < 1e-12
     with pytest.raises(FeatvisError, match="one sequence length"):
         param.resize_(6)
     with pytest.raises(FeatvisError, match="std must be >= 0"):

@@ -18,8 +18,10 @@ def test_early_exit_gives_the_full_forward_gradient(tiny):
         acts = Probe(net, [layer], stop=stop)(xi)[layer]
         (200 - acts[:, 1:, 3]).abs().sum().backward()
         grads.append(xi.grad)
-    assert grads[0].abs().sum() > 0
-    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+    scale = grads[1].abs().max().item()
+    assert scale > 0
+    # the same gradient up to float rounding (a cut graph would give zeros or another gradient)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6 * scale)
 
 
 def test_layers_past_the_target_do_not_run(tiny):
@@ -47,7 +49,7 @@ def test_tuple_outputs_yield_their_first_tensor():
 
     net = nn.Sequential(Block(), nn.Identity())
     out = Probe(net, ["0"])(torch.ones(1, 3))
-    assert torch.equal(out["0"], torch.full((1, 3), 2.0))
+    torch.testing.assert_close(out["0"], torch.full((1, 3), 2.0))
 
 
 def test_unknown_layer_suggests_close_names(tiny):

@@ -59,7 +59,9 @@ def test_the_patch_subset_loss_ignores_the_other_tokens(digit_png, tmp_path):
     acts[BLOCK0].retain_grad()
     objective.loss(objective.select(acts, target), target).sum().backward()
     grad = acts[BLOCK0].grad[0].abs().sum(dim=1)  # per token
-    assert (grad[:28] > 0).all() and (grad[28:] == 0).all()
+    # the other tokens get no gradient: none within rounding of the subset's (a loss that read
+    # them would give them gradients of the subset's size)
+    assert (grad[:28] > 0).all() and grad[28:].max() <= 1e-6 * grad[:28].min()
 
 
 def test_layernorms_can_be_removed(digit_png, tmp_path):
@@ -132,7 +134,9 @@ def test_layer_sweep_writes_table_grid_manifest_and_tensorboard(digit_png, tmp_p
     events = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     psnr = events.Scalars("digits_vit/reconstruction/psnr")
-    assert sorted((e.step, round(e.value, 3)) for e in psnr) == [(i, round(float(r["psnr"]), 3)) for i, r in enumerate(rows)]
+    psnr = sorted(psnr, key=lambda e: e.step)
+    assert [e.step for e in psnr] == list(range(len(rows)))
+    assert [e.value for e in psnr] == pytest.approx([float(r["psnr"]) for r in rows], abs=1e-3)  # float32 in TensorBoard
     assert "digits_vit/reconstruction/grid" in events.Tags()["images"]
 
 
@@ -142,8 +146,11 @@ def test_the_criterion_accepts_a_perfect_and_rejects_a_poor_reconstruction(digit
     (target,) = objective.trainer.datamodule.targets
     photo = load_photo(str(digit_png), 32)[0]
     perfect, poor = objective.fidelity(torch.stack([photo, torch.full_like(photo, 0.5)]), [target, target])
-    assert perfect["distance"] == 0 and perfect["accurate"] and perfect["ssim"] == pytest.approx(1.0)
-    assert perfect["noise_distance"] > 0 and not poor["accurate"]
+    # the photo itself is at distance 0 up to float rounding, which depends on the CPU and the
+    # batch; its noisy copy and a grey image are many orders of magnitude further
+    assert perfect["distance"] < 1e-5 and perfect["accurate"] and perfect["ssim"] == pytest.approx(1.0)
+    assert perfect["noise_distance"] > 1e3 * max(perfect["distance"], 1e-7)
+    assert poor["distance"] > 1e3 * max(perfect["distance"], 1e-7) and not poor["accurate"]
     # a' = a + N(0, criterion_noise): noisier references accept worse reconstructions
     objective.criterion_noise = 10.0
     (lenient,) = objective.fidelity(torch.full_like(photo, 0.5)[None], [target])
@@ -196,3 +203,28 @@ def test_deep_dream_can_stay_near_the_photo(big_digit_png, tmp_path):
         seen = render(objective, [f"{BLOCK0}:neuron=5"], tmp_path / str(weight), callbacks=[])
         drift[weight] = float((seen.results[0].images - photo).abs().mean())
     assert drift[1000.0] < 0.5 * drift[0.0], drift
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "cos"])
+def test_the_objective_loss_is_the_distance_it_is_asked_for(distance):
+    """The loss on a known reference/output pair: mean |d| for l1, mean d^2 for l2, 1 - cos for
+    cos, with differences far from 0 and 1 so that the three disagree."""
+    from conftest import tiny_vit
+
+    from lightning_featvis.data import Target
+    from lightning_featvis.units import Unit
+
+    objective = ReconstructionObjective(tiny_vit(), distance=distance)
+    wanted = torch.tensor([[0.5, -1.0, 2.0, 0.0, 1.5]])
+    objective._references["heads.head"] = wanted  # the photo's logits, as reference() caches them
+    diff = torch.tensor([[0.3, -2.5, 1.2, 0.4, -0.7], [2.0, 0.6, -3.0, 1.4, 0.2]])
+    selected = wanted + diff
+    loss = objective.loss(selected, Target("heads.head", Unit()))
+    expected = {
+        "l1": diff.abs().mean(dim=1),
+        "l2": diff.square().mean(dim=1),
+        "cos": 1 - (selected * wanted).sum(dim=1) / (selected.norm(dim=1) * wanted.norm()),
+    }[distance]
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-6)
+    # the three distances really differ on this pair
+    assert (diff.abs().mean(dim=1) - diff.square().mean(dim=1)).abs().min() > 0.3

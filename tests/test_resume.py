@@ -194,3 +194,26 @@ def test_a_named_version_is_written_over_only_when_asked(tmp_path):
     assert all((images / name).read_bytes() != data for name, data in first.items())  # written over
     main(command(path, tmp_path))  # without a name: a new version beside it, nothing written over
     assert (tmp_path / "lightning_logs" / "version_0" / "images" / "manifest.csv").is_file()
+
+
+def test_a_rerun_after_a_step_limit_renders_only_the_unfinished_group(tmp_path, capsys):
+    """6 targets in groups of 2, 2 steps each; run 1 stops at step 4 (``max_steps``, no
+    checkpoint to go on from): groups 1-2 are finished. The same command again takes them over
+    and renders exactly group 3 itself, not a finished group again."""
+    config = sweep_config(["neuron=0-5"], steps=2)
+    config["trainer"]["enable_checkpointing"] = False
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    logs = tmp_path / "lightning_logs"
+    main([*command(path, tmp_path), "--trainer.max_steps=4"])
+    assert sorted(row["target"] for row in manifest(logs / "version_0" / "images")) == [
+        f"encoder.layers.encoder_layer_1:neuron{n}" for n in range(4)]
+    assert rendered_units(logs / "version_0") == {f"neuron{n}" for n in range(4)}
+    capsys.readouterr()
+
+    main(command(path, tmp_path))
+    said = "".join(capsys.readouterr())
+    assert "resuming: 4 targets finished" in said and "2 to go" in said, said[-2000:]
+    assert rendered_units(logs / "version_1") == {"neuron4", "neuron5"}  # what the rerun rendered itself
+    rows = manifest(logs / "version_1" / "images")
+    assert sorted(row["target"] for row in rows) == [f"encoder.layers.encoder_layer_1:neuron{n}" for n in range(6)]

@@ -71,7 +71,7 @@ def test_block1_of_an_untrained_tiny_gpt2_gives_its_sentences_back(tmp_path):
     for i, sentence in enumerate(SENTENCES):
         row = rows[f"transformer.h.0:all@{i}"]
         assert row["sentence"] == sentence
-        assert float(row["token_recovery"]) == 1.0
+        assert float(row["token_recovery"]) == pytest.approx(1.0)  # every token back
         assert row["recovered"] == sentence.lower()  # MiniLM's uncased vocabulary
         assert row["accurate"] == "True" and row["next_token_agrees"] == "True"
         assert float(row["distance"]) < float(row["noise_distance"])
@@ -138,11 +138,12 @@ def test_truncated_models_put_the_head_on_the_last_kept_block():
 
 
 def test_a_mixed_start_begins_between_noise_and_the_sentence(tmp_path):
-    objective = TextReconstructionObjective(TinyGPT2(), start="mix", mix=1.0, octaves=[Octave(steps=1, lr=(0.0, 0.0))])
+    # a learning rate too small to move anything measurably (a zero one is refused)
+    objective = TextReconstructionObjective(TinyGPT2(), start="mix", mix=1.0, octaves=[Octave(steps=1, lr=(1e-12, 1e-12))])
     collected = fit_text(objective, SENTENCES[:1], ["transformer.h.0:all"], tmp_path)
     e = objective.sentence_embeddings(0)[0]
-    torch.testing.assert_close(collected.results[0].images[0], e)  # lr 0: still the sentence itself
-    assert float(collected.results[0].losses[0]) == 0.0
+    torch.testing.assert_close(collected.results[0].images[0], e)  # still the sentence itself
+    assert float(collected.results[0].losses[0]) < 1e-6
 
 
 def test_cli_writes_the_table_embeddings_and_tensorboard_text(tmp_path):
@@ -171,8 +172,8 @@ def test_cli_writes_the_table_embeddings_and_tensorboard_text(tmp_path):
     assert all(f"| {key} | {row['recovered']} |" in table for key, row in rows.items())
     recovery = events.Scalars("tiny_gpt2/text/token_recovery")
     assert sorted(e.step for e in recovery) == list(range(6))
-    assert [round(e.value, 4) for e in sorted(recovery, key=lambda e: e.step)] == [
-        round(float(r["token_recovery"]), 4) for r in rows.values()]
+    assert [e.value for e in sorted(recovery, key=lambda e: e.step)] == pytest.approx(
+        [float(r["token_recovery"]) for r in rows.values()], abs=1e-4)  # float32 in TensorBoard
 
 
 def test_text_bad_input_is_named(tmp_path):
@@ -191,7 +192,7 @@ def test_text_bad_input_is_named(tmp_path):
         fit_text(objective, SENTENCES[:1], ["transformer.h.0:all"], tmp_path, callbacks=[TextReport()])
     with pytest.raises(FeatvisError, match="task must be"):
         TextModel("gpt2", task="seq2seq")
-    with pytest.raises(FeatvisError, match="could not load model 'no/such-model'.*Offline"):
+    with pytest.raises(FeatvisError, match="model 'no/such-model'.*(Offline|offline)"):
         TextModel("no/such-model").build()
 
 
@@ -225,8 +226,8 @@ def test_a_checkpoint_inside_a_group_resumes_to_the_uninterrupted_embeddings(tmp
     (checkpoint,) = (tmp_path / "ckpt").glob("*step=9.ckpt")
     resumed = fit(tmp_path / "resumed", ckpt_path=checkpoint)
     assert sorted(resumed) == ["lm_head:all@0", "lm_head:all@1"]  # the group under way at step 9
-    for key, e in resumed.items():
-        torch.testing.assert_close(e, whole[key], atol=0, rtol=0)
+    for key, e in resumed.items():  # a step more or less (lr 2.0) would move them far more
+        torch.testing.assert_close(e, whole[key], atol=1e-5, rtol=1e-5)
 
 
 def test_star_units_take_their_sizes_from_the_model_and_the_shortest_sentence(tmp_path):

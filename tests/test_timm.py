@@ -32,8 +32,20 @@ def test_unknown_name_and_offline_hub_are_explained(monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("hub unreachable")
 
-    monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(FeatvisError, match="checkpoint: /path/to/weights.pth"):
+    from lightning_featvis.models import downloads
+
+    # the hub cannot be reached: refused at once, naming the repository and the file to fetch
+    monkeypatch.setattr(downloads, "reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(downloads, "cached", lambda repo, files: False)
+    monkeypatch.setattr(timm, "create_model", offline)  # it must not even be asked
+    with pytest.raises(FeatvisError, match=r"cannot download timm weights for vit_tiny_patch16_224 from the hub "
+                                           r"repository 'timm/vit_tiny_patch16_224\.augreg_in21k_ft_in1k'.*"
+                                           r"hf download timm/vit_tiny_patch16_224\.augreg_in21k_ft_in1k model\.safetensors"):
+        TimmModel("vit_tiny_patch16_224", pretrained=True).build()
+    # the hub answers, the download fails anyway: the same advice
+    monkeypatch.setattr(downloads, "reachable", lambda url, timeout=3.0: True)
+    with pytest.raises(FeatvisError, match=r"could not download timm weights for vit_tiny_patch16_224 \(OSError: hub "
+                                           r"unreachable\).*checkpoint: DIR/model\.safetensors"):
         TimmModel("vit_tiny_patch16_224", pretrained=True).build()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from torchvision.utils import save_image
 
-from lightning_featvis.errors import FeatvisError
+from lightning_featvis.errors import FeatvisError, WriteError
 from lightning_featvis.files import atomic_write, atomic_write_csv
 
 
@@ -19,6 +19,29 @@ def stop_message(exception: BaseException, where: str) -> str:
     interrupted = isinstance(exception, (KeyboardInterrupt, SystemExit))
     reason = "interrupted" if interrupted else f"stopped by {type(exception).__name__}"
     return f"featvis: {reason}: {where}. Run the same command again to finish the rest."
+
+
+def done_message(results: str, log_dir: str | Path | None) -> str:
+    """What a finished run tells the user: where its ``results`` are (e.g. ``16 images and
+    manifest.csv in .../images``) and its TensorBoard log (``log_dir``; None: no logger)."""
+    if log_dir is None:
+        return f"featvis: done: {results}"
+    return f"featvis: done: {results}; TensorBoard log in {log_dir} (tensorboard --logdir {Path(log_dir).parent})"
+
+
+def logger_dir(trainer) -> str | None:
+    """The Trainer's log folder if it has a logger. Call it on every rank (it broadcasts from
+    rank 0), early: a collective at the very end of a run can race the workers' teardown."""
+    log_dir = trainer.log_dir
+    return log_dir if trainer.logger is not None else None
+
+
+def kept_on_write_failure(error: WriteError, finished: int, kept: str) -> WriteError:
+    """``error`` extended by what is intact (``finished`` targets' ``kept``, e.g. ``images and
+    manifest.csv in <folder>``) and what to do."""
+    intact = f"the {finished} finished targets' {kept} are intact" if finished else "no target had finished"
+    return WriteError(error.path, error.reason, f"{intact}; free space or choose a writable "
+                      "--trainer.default_root_dir, then run the same command again")
 
 
 class ImageWriter(L.Callback):
@@ -44,10 +67,12 @@ class ImageWriter(L.Callback):
         self.dirname = dirname
         self.rows: list[dict] = []
         self.directory: Path | None = None
+        self.log_dir: str | None = None
 
     def setup(self, trainer, pl_module, stage) -> None:
         # every rank asks (log_dir broadcasts from rank 0); only rank 0 writes
-        self.directory = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        self.log_dir = logger_dir(trainer)
+        self.directory = Path(self.log_dir or trainer.default_root_dir) / self.dirname
         self.rows = []
         finished = getattr(trainer.datamodule, "finished", None)
         if finished is None or not trainer.is_global_zero:
@@ -57,9 +82,20 @@ class ImageWriter(L.Callback):
 
     PARTIAL_FIELDS = ("target", "layer", "unit", "file", "step")
 
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            print(done_message(self.describe(), self.log_dir), file=sys.stderr)
+
+    def describe(self) -> str:
+        """``16 images and manifest.csv in <folder>`` (with the folder's other tables)."""
+        tables = sorted(p.name for p in self.directory.glob("*.csv")) if self.directory.is_dir() else []
+        return f"{len(self.rows)} images and {', '.join(tables) or 'no table'} in {self.directory}"
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not trainer.is_global_zero or self.directory is None or isinstance(exception, FeatvisError):
-            return  # bad input: the error itself is the whole message, nothing was rendered
+            # bad input: the error itself is the whole message, nothing was rendered; a refused
+            # write: its message says what was kept, and writing more would fail again
+            return
         under_way = getattr(pl_module, "unfinished_group", lambda: None)()
         if not self.rows and under_way is None:
             return
@@ -88,15 +124,23 @@ class ImageWriter(L.Callback):
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:
             return
+        try:
+            self.write_group(result)
+        except WriteError as err:
+            raise kept_on_write_failure(err, len(self.rows), f"images and manifest.csv in {self.directory}") from err
+
+    def write_group(self, result) -> None:
+        """Write a finished group's PNGs and the manifest with their rows."""
         new = {target.key for target in result.targets}
         # a run resumed from a checkpoint may render again what it took over: the new row wins
-        self.rows = [row for row in self.rows if row["target"] not in new]
+        rows = [row for row in self.rows if row["target"] not in new]
         notes = result.notes or [""] * len(result.targets)
         for target, image, activation, loss, note in zip(result.targets, result.images, result.activations,
                                                          result.losses, notes):
             name = self.write_png(self.directory, target, image)
-            self.rows.append(
+            rows.append(
                 dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name,
                      activation=f"{float(activation):.6g}", loss=f"{float(loss):.6g}", status=note or "ok")
             )
-        atomic_write_csv(self.directory / "manifest.csv", self.FIELDS, self.rows)
+        atomic_write_csv(self.directory / "manifest.csv", self.FIELDS, rows)
+        self.rows = rows  # only now: the rows are what manifest.csv on disk holds

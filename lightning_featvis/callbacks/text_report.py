@@ -11,8 +11,8 @@ import lightning as L
 import torch
 
 from lightning_featvis.callbacks.image_logger import tensorboard_writers
-from lightning_featvis.callbacks.image_writer import stop_message
-from lightning_featvis.errors import FeatvisError
+from lightning_featvis.callbacks.image_writer import done_message, kept_on_write_failure, logger_dir, stop_message
+from lightning_featvis.errors import FeatvisError, WriteError
 from lightning_featvis.files import atomic_write, atomic_write_csv
 
 
@@ -47,12 +47,14 @@ class TextReport(L.Callback):
         self.dirname = dirname
         self.rows: dict[int, dict] = {}  # by the target's position in the config
         self.directory: Path | None = None
+        self.log_dir: str | None = None
 
     def setup(self, trainer, pl_module, stage) -> None:
         if not hasattr(pl_module, "report"):
             raise FeatvisError(f"TextReport reports sentence reconstructions; {type(pl_module).__name__} is not a "
                                "TextReconstructionObjective (remove the callback or change the model class)")
-        self.directory = Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        self.log_dir = logger_dir(trainer)
+        self.directory = Path(self.log_dir or trainer.default_root_dir) / self.dirname
         self.rows = {}
         finished = getattr(trainer.datamodule, "finished", None)
         if finished is None or not trainer.is_global_zero:
@@ -67,9 +69,22 @@ class TextReport(L.Callback):
         where = f"{len(self.rows)} finished targets' rows and embeddings are in {self.directory}"
         print(stop_message(exception, where), file=sys.stderr)
 
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            print(done_message(f"{len(self.rows)} targets in {self.directory / 'text.csv'}, their embeddings "
+                               "beside it", self.log_dir), file=sys.stderr)
+
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:
             return
+        finished = len(self.rows)  # what text.csv on disk holds until this group's table is written
+        try:
+            self.write_group(trainer, pl_module, result)
+        except WriteError as err:
+            raise kept_on_write_failure(err, finished, f"rows and embeddings in {self.directory}") from err
+
+    def write_group(self, trainer, pl_module, result) -> None:
+        """Write a finished group's embeddings, rows and TensorBoard summaries."""
         order = {t.key: i for i, t in enumerate(trainer.datamodule.targets)}
         model = pl_module.network.name
         writers = tensorboard_writers(trainer)

@@ -85,7 +85,8 @@ class ModelAdapter(ABC):
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a local weights file: a bare state dict, or a Lightning/other checkpoint holding one.
+    """Read a local weights file: a bare state dict (``torch.save`` or ``.safetensors``), or a
+    Lightning/other checkpoint holding one.
 
     Lightning checkpoints prefix keys with the attribute that held the network (``net.``,
     ``model.``); those prefixes are stripped.
@@ -94,7 +95,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FeatvisError(f"checkpoint file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # the hub's format (timm and Hugging Face weights)
+            from safetensors.torch import load_file
+
+            obj = load_file(path, device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
         # torch's own message suggests weights_only=False (unsafe for an untrusted file) and
         # filing an issue: neither helps here

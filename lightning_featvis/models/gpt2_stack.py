@@ -25,6 +25,7 @@ from torch import nn
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
+from lightning_featvis.models.downloads import require_hub
 
 Positional = Literal["none", "vit", "gpt2"]
 Pool = Literal["mean", "last"]
@@ -253,14 +254,15 @@ class GPT2ViTStack(ModelAdapter):
 
         if self.gpt2 is None or self.weights is None or self.checkpoint is not None:
             return GPT2Model(self._gpt2_config())
+        advice = (f"On a connected machine run `hf download {self.gpt2} --local-dir /path/to/gpt2` and pass the "
+                  "directory: `gpt2: /path/to/gpt2`")
+        require_hub(self.gpt2, ("config.json",), f"GPT-2 {self.gpt2!r}", advice)
         try:
             model = GPT2Model.from_pretrained(self.gpt2)
         except Exception as err:  # noqa: BLE001 - hub, file and format errors alike
             raise FeatvisError(
                 f"could not load GPT-2 {self.gpt2!r} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
-                "Offline? On a connected machine run `GPT2Model.from_pretrained('gpt2').save_pretrained('/path/to/gpt2')` "
-                "(or `huggingface-cli download gpt2 --local-dir /path/to/gpt2`) and pass the directory: "
-                "`gpt2: /path/to/gpt2`"
+                f"Offline? {advice}"
             ) from err
         c = self.config
         cfg = model.config

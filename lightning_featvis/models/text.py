@@ -21,6 +21,7 @@ from torch import nn
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import Layout, ModelAdapter
+from lightning_featvis.models.downloads import require_hub
 
 Task = Literal["causal-lm", "masked-lm", "base"]
 #: where Hugging Face families keep their stack of blocks
@@ -96,12 +97,19 @@ class TextModel(ModelAdapter):
         return {"causal-lm": transformers.AutoModelForCausalLM, "masked-lm": transformers.AutoModelForMaskedLM,
                 "base": transformers.AutoModel}[self.task]
 
+    @staticmethod
+    def _offline_advice(source: str) -> str:
+        return (f"On a connected machine run `hf download {source} --local-dir /path/to/{Path(source).name}` "
+                "and give that directory")
+
     def _hub_error(self, what: str, source: str, err: Exception) -> FeatvisError:
         first = str(err).splitlines()[0] if str(err) else ""
-        return FeatvisError(
-            f"could not load {what} {source!r} ({type(err).__name__}: {first}). Offline? On a connected machine "
-            f"run `huggingface-cli download {source} --local-dir /path/to/{Path(source).name}` and give that directory"
-        )
+        return FeatvisError(f"could not load {what} {source!r} ({type(err).__name__}: {first}). Offline? "
+                            + self._offline_advice(source))
+
+    def _require(self, what: str, source: str, files: tuple[str, ...] = ("config.json",)) -> None:
+        """Fail at once when ``source`` is neither local, cached nor downloadable."""
+        require_hub(source, files, what, self._offline_advice(source))
 
     def _architecture(self):
         from transformers import AutoConfig
@@ -111,6 +119,7 @@ class TextModel(ModelAdapter):
                 return AutoConfig.for_model(self.model_type, **self.overrides)
             except ValueError as err:
                 raise FeatvisError(f"unknown model_type {self.model_type!r}: {err}") from None
+        self._require(f"the config of {self.model!r}", self.model)
         try:
             config = AutoConfig.from_pretrained(self.model)
         except Exception as err:  # noqa: BLE001 - hub, file and format errors alike
@@ -122,6 +131,7 @@ class TextModel(ModelAdapter):
     def build(self) -> nn.Module:
         auto = self._auto_class()
         if self.pretrained and self.model is not None:
+            self._require(f"the model {self.model!r}", self.model)
             try:
                 net = auto.from_pretrained(self.model, **self.overrides)
             except Exception as err:  # noqa: BLE001
@@ -149,6 +159,8 @@ class TextModel(ModelAdapter):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
+            self._require(f"the tokenizer {self.tokenizer_source!r}", self.tokenizer_source,
+                          ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "vocab.json"))
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_source)
             except Exception as err:  # noqa: BLE001

@@ -8,6 +8,7 @@ from torch import nn
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
+from lightning_featvis.models.downloads import require_hub
 
 #: modules whose output is one vector per image ([B, D] or [B, K]), not a token sequence
 _POOLED = ("head", "fc_norm", "head_drop", "global_pool", "pre_logits")
@@ -61,6 +62,8 @@ class TimmModel(ModelAdapter):
         import timm
 
         use_hub = self.pretrained and self.checkpoint is None
+        if use_hub:
+            self.require_weights()
         try:
             net = timm.create_model(self.model_name, pretrained=use_hub, **self.model_kwargs)
         except TypeError as err:
@@ -69,13 +72,37 @@ class TimmModel(ModelAdapter):
             if not use_hub:
                 raise
             raise FeatvisError(
-                f"could not download timm weights for {self.model_name} ({type(err).__name__}: {err}). "
-                "Offline? Download them elsewhere and pass the file: checkpoint: /path/to/weights.pth"
+                f"could not download timm weights for {self.model_name} ({type(err).__name__}: "
+                f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}). {self.offline_advice()}"
             ) from err
         if self.checkpoint is not None:
             load_into(net, self.checkpoint)
         self._prefix_tokens = int(getattr(net, "num_prefix_tokens", 0) or 0)
         return net
+
+    #: the files a timm repository on the hub keeps its weights in, in timm's order of preference
+    HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+    def hub_id(self) -> str | None:
+        """The hub repository timm downloads this model's weights from (None: not on the hub)."""
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(self.model_name)
+        return cfg.hf_hub_id if cfg is not None and cfg.hf_hub_id else None
+
+    def offline_advice(self) -> str:
+        """What to do without the hub: which file to fetch and where to give it."""
+        repo = self.hub_id()
+        if repo is None:
+            return "Offline? Download the weights elsewhere and pass the file: checkpoint: /path/to/weights.pth"
+        return (f"On a connected machine run `hf download {repo} model.safetensors --local-dir DIR` and pass "
+                "checkpoint: DIR/model.safetensors")
+
+    def require_weights(self) -> None:
+        """Fail at once, saying what to fetch, when the weights are neither cached nor downloadable."""
+        repo = self.hub_id()
+        if repo is not None:
+            require_hub(repo, self.HUB_FILES, f"timm weights for {self.model_name}", self.offline_advice())
 
     def layout(self, layer: str) -> Layout:
         if self._prefix_tokens is None:

@@ -250,8 +250,7 @@ class VisualizationObjective(L.LightningModule):
     def check_octaves(self) -> None:
         size = self.network.image_size
         for octave in self.octaves:
-            if octave.steps < 1:
-                raise FeatvisError(f"every octave needs steps >= 1, got {octave}")
+            octave.check()
             if (octave.size or size) < size:
                 raise FeatvisError(f"octave canvas size {octave.size} is smaller than the {self.network.name} input size {size}")
 
@@ -421,7 +420,16 @@ class VisualizationObjective(L.LightningModule):
         params = list(self.param.parameters())
         if self.optimizer_factory is None:
             return torch.optim.SGD(params, lr=1.0)
-        return self.optimizer_factory(params)
+        try:
+            optimizer = self.optimizer_factory(params)
+        except ValueError as err:  # torch's own checks: "Invalid learning rate: -0.1", ...
+            raise FeatvisError(f"optimizer: {err}") from err
+        if any(octave.lr is None for octave in self.octaves):  # octaves with an lr set their own
+            for group in optimizer.param_groups:
+                if not group.get("lr", 1.0) > 0:
+                    raise FeatvisError(f"optimizer lr must be positive, got {group['lr']} "
+                                       f"({type(optimizer).__name__}); it would leave the canvas where it starts")
+        return optimizer
 
     def unfinished_group(self) -> tuple[list[Target], torch.Tensor, int] | None:
         """This rank's group under way, for an interrupted run: its targets, their current

@@ -123,8 +123,7 @@ class TextReconstructionObjective(VisualizationObjective):
 
     def check_octaves(self) -> None:
         for octave in self.octaves:
-            if octave.steps < 1:
-                raise FeatvisError(f"every octave needs steps >= 1, got {octave}")
+            octave.check()
             if octave.size is not None:
                 raise FeatvisError(f"text octaves take no size (a sentence has one length), got {octave}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_featvis.callbacks.image_writer import done_message, logger_dir
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.files import atomic_write
 from lightning_featvis.models.adapter import ModelAdapter
 
@@ -38,12 +41,15 @@ class ImageClassifier(L.LightningModule):
         export: str | None = None,
     ) -> None:
         super().__init__()
+        if not lr > 0:
+            raise FeatvisError(f"lr must be positive, got {lr}")
         # the adapter is a config object rebuilt from YAML, not a hyperparameter value
         self.save_hyperparameters(ignore=["network"])
         self.network = network
         self.net = network.build()
         # adapters may hand out networks frozen for visualisation; training needs the gradients
         self.net.requires_grad_(True)
+        self.log_dir: str | None = None  # set in setup, said at the end
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits ``[B, K]`` of ``[B, 3, H, W]`` images in [0, 1]."""
@@ -88,9 +94,18 @@ class ImageClassifier(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def setup(self, stage: str) -> None:
+        self.log_dir = logger_dir(self.trainer)  # every rank, now (see logger_dir)
+
     def on_fit_end(self) -> None:
+        where = []
         if self.hparams.export and self.trainer.is_global_zero:
-            export_state_dict(self.net, self.hparams.export)
+            where.append(f"weights in {export_state_dict(self.net, self.hparams.export)}")
+        checkpoint = self.trainer.checkpoint_callback
+        if checkpoint is not None and checkpoint.dirpath:
+            where.append(f"checkpoints in {checkpoint.dirpath}")
+        if self.trainer.is_global_zero:
+            print(done_message("; ".join(where) or "trained", self.log_dir), file=sys.stderr)
 
 
 def export_state_dict(net: nn.Module, path: str | Path) -> Path:
