@@ -26,11 +26,12 @@ import lightning as L
 import torch
 
 from lightning_featvis import NeuronObjective, Octave, TargetDataModule
-from lightning_featvis.models import DigitsMixer, DigitsViT
-from lightning_featvis.models.digits_gpt2 import DigitsGPT2
+from lightning_featvis.callbacks import GroupResultHook
+from lightning_featvis.digits_data import digits_split
 from lightning_featvis.probe import Probe
-from lightning_featvis.training.digits_data import digits_split
 from lightning_featvis.units import Unit, select
+from lightning_featvis.zoo.digits import DigitsMixer, DigitsViT
+from lightning_featvis.zoo.digits.models import DigitsGPT2
 
 PATCHES = (9, 27, 36, 54)
 GRID, PATCH = 8, 4  # 8x8 patches of 4 px on the 32 px digits models
@@ -73,7 +74,7 @@ class InitialCanvas(L.Callback):
             self.canvas = pl_module.param().detach().clone()
 
 
-class FinalCanvas(L.Callback):
+class FinalCanvas(GroupResultHook):
     def on_target_group_end(self, trainer, pl_module, result):
         self.result = result
 

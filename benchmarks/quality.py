@@ -1,4 +1,4 @@
-"""Visualization quality of every recipe in configs/recipes/, judged as QUALITY.md says.
+"""Visualization quality of every recipe in configs/recipes/, judged as docs/quality.md says.
 
 For each recipe and each of ``--seeds`` seeds, ``featvis fit`` renders class images of the
 ten digits with the embedded digits ViT (each run is exactly the command printed before it).
@@ -11,10 +11,10 @@ then judged:
   (``DigitsCNN``); reported per judge and as their mean;
 - **logit reached**: the class logit of the image divided by the highest logit of that class
   over all 1797 real digits (above 1 is expected);
-- **neuron reached** (QUALITY.md 3): the recipe also renders neurons 0-9 of the last block
-  MLP (``encoder.layers.encoder_layer_3.mlp.1``, each in all patches) from seed 0; each image's mean
-  activation of its neuron over the patches, divided by the highest that mean reaches on a
-  real digit, averaged over the ten neurons;
+- **neuron reached** (docs/quality.md, "Activation reached"): the recipe also renders neurons
+  0-9 of the last block MLP (``encoder.layers.encoder_layer_3.mlp.1``, each in all patches) from
+  seed 0; each image's mean activation of its neuron over the patches, divided by the highest
+  that mean reaches on a real digit, averaged over the ten neurons;
 - **seed consistency**: mean cosine similarity, over classes and seed pairs, of the model's own
   features of two seeds' images (the final class-token representation, ``encoder.ln`` token 0)
   and of their pixels (centred by their mean);
@@ -101,10 +101,10 @@ class Judges:
     """The visualized model, its independent judges and the real data's logit maxima."""
 
     def __init__(self) -> None:
-        from lightning_featvis.models import DigitsCNN, DigitsViT
-        from lightning_featvis.models.digits import DIGITS_VIT_SEED1_CHECKPOINT
+        from lightning_featvis.digits_data import load_digits_tensors
         from lightning_featvis.probe import Probe
-        from lightning_featvis.training.digits_data import load_digits_tensors
+        from lightning_featvis.zoo.digits import DigitsCNN, DigitsViT
+        from lightning_featvis.zoo.digits.models import DIGITS_VIT_SEED1_CHECKPOINT
 
         self.model = DigitsViT()
         self.net = self.model.build().eval()

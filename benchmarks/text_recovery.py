@@ -1,4 +1,4 @@
-"""Sentence recovery from layer outputs (EXPERIMENTS.md items 16-17, QUALITY.md 5), offline.
+"""Sentence recovery from layer outputs (docs/experiments.md, items 16-17; docs/quality.md), offline.
 
 Each run is ``featvis fit`` on a config in ``configs/text/`` (exactly the command printed before
 it); the numbers are read back from the run's ``text/text.csv``:

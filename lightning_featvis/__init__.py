@@ -14,7 +14,7 @@ from lightning_featvis.callbacks import (
     TextReport,
     TotalVariation,
 )
-from lightning_featvis.data import SentenceTargets, Target, TargetDataModule, parse_targets
+from lightning_featvis.data import SentenceTargets, TargetDataModule
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.objectives import (
     ClassLogitObjective,
@@ -35,6 +35,7 @@ from lightning_featvis.params import (
     PixelImage,
 )
 from lightning_featvis.schedule import Octave
+from lightning_featvis.targets import Target, parse_targets
 
 __all__ = [
     "AugmentationEnsemble",

@@ -7,7 +7,10 @@ import sys
 import threading
 
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning.pytorch.utilities.exceptions import (
+    MisconfigurationException,
+    SIGTERMException,
+)
 
 from lightning_featvis.errors import FeatvisError, WriteError, is_write_failure
 from lightning_featvis.trainer import FeatvisTrainer, check_checkpoint

@@ -60,7 +60,7 @@ def _as_tensor(pixels: np.ndarray) -> torch.Tensor:
 
 
 def _load_digit(name: str) -> torch.Tensor:
-    from lightning_featvis.training.digits_data import load_digits_tensors
+    from lightning_featvis.digits_data import load_digits_tensors
 
     images, _ = load_digits_tensors()
     index = name[len(DIGITS_PREFIX) :]

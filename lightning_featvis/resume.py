@@ -1,4 +1,5 @@
-"""Resuming a sweep: which targets an earlier, interrupted run of the same config finished.
+"""Resuming, all of it: which targets an earlier run of the same config finished (a rerun of
+the same command), and where a run stood inside a group (a checkpoint).
 
 Every run writes into a new version folder (``lightning_logs/version_N``), so nothing earlier
 is ever overwritten. A run started with the same config as an earlier one (the same command)
@@ -6,6 +7,10 @@ finds that run's ``images/manifest.csv`` (a text run's ``text/text.csv``; rows a
 each group finishes), copies its finished images and rows into its own folder, and renders only
 the rest. Canvases are seeded
 by each target's own key, so the resumed images are the ones an uninterrupted run would give.
+
+A checkpoint taken inside a group (``ModelCheckpoint``, a step limit, ``--ckpt_path``) holds
+the canvases and optimizer state; :class:`RunPosition` adds where in the stream of batches the
+run stood, so ``--ckpt_path`` goes on from the next batch of the same group.
 
 The config's identity is :func:`config_fingerprint`: the config without the settings that do
 not change any image (the logger, progress bars, devices and strategy, step and time limits,
@@ -85,8 +90,11 @@ def find_finished(log_dir: Path, fingerprint: str, dirname: str = "images",
     config ``fingerprint`` and finished at least one target; None if there is none.
 
     Args:
-        dirname, manifest: where a run keeps its results and their table (a ``target``
-            and a ``file`` column): ``images/manifest.csv``, or a text run's ``text/text.csv``.
+        log_dir: this run's log folder (``version_N``); its siblings are searched.
+        fingerprint: the config's identity (:func:`config_fingerprint`).
+        dirname: the folder a run keeps its results in (``images``, a text run's ``text``).
+        manifest: their table in it (a ``target`` and a ``file`` column): ``manifest.csv``,
+            or a text run's ``text.csv``.
     """
     siblings = [p for p in log_dir.parent.glob("version_*") if p.is_dir() and p.resolve() != log_dir.resolve()]
     for run in sorted(siblings, key=_version_number, reverse=True):
@@ -136,3 +144,66 @@ def write_run_file(log_dir: Path, fingerprint: str) -> None:
     from lightning_featvis.files import atomic_write
 
     atomic_write(log_dir / RUN_FILE, json.dumps({"config": fingerprint}).encode())
+
+
+class RunPosition:
+    """Where a run is: the group and octave under way, the last batch begun (its ``position``
+    in this rank's stream and its ``step`` in the group) and whether its hooks ended; saved in
+    checkpoints and brought back by one.
+
+    Attributes:
+        restored: what a checkpoint brought back (None: a fresh run): ``next_position``,
+            ``group``, ``octave``, canvas ``size`` and ``end_group`` (the checkpoint was taken
+            at a group's last step before the group's results were written).
+    """
+
+    KEY = "featvis_position"
+
+    def __init__(self) -> None:
+        self.group: int | None = None
+        self.octave: int | None = None
+        self.position, self.step, self.batch_ended = -1, -1, True
+        self.restored: dict | None = None
+
+    @property
+    def start(self) -> int:
+        """The first batch this run still has to take (0: a fresh run)."""
+        return self.restored["next_position"] if self.restored else 0
+
+    def begin_batch(self, position: int, step: int) -> None:
+        self.position, self.step, self.batch_ended = position, step, False
+
+    def end_batch(self) -> None:
+        self.batch_ended = True
+
+    def group_done(self, last_step: int) -> bool:
+        """No group under way: none started, or the last one finished (``last_step``: a
+        group's last step)."""
+        return self.group is None or (self.step == last_step and self.batch_ended)
+
+    def save(self, checkpoint: dict, size: int, last_step: int) -> None:
+        """Record the position in ``checkpoint`` (``size``: the canvas side now)."""
+        if self.group is None:
+            return
+        # ModelCheckpoint saves in the callbacks' on_train_batch_end, before the objective's: a
+        # checkpoint taken at a group's last step must still measure and write that group
+        checkpoint[self.KEY] = {
+            "next_position": self.position + 1,
+            "group": self.group,
+            "octave": self.octave,
+            "size": size,
+            "end_group": not self.batch_ended and self.step == last_step,
+        }
+
+    def load(self, checkpoint: dict) -> dict | None:
+        """Take the position back from ``checkpoint``; returns it (None: none saved)."""
+        self.restored = checkpoint.get(self.KEY)
+        return self.restored
+
+    def take_up(self) -> dict | None:
+        """The first batch after a checkpoint: the restored group and octave become the ones
+        under way; returns what was restored, or None when there is nothing to take up."""
+        if self.restored is None or self.group is not None:
+            return None
+        self.group, self.octave = self.restored["group"], self.restored["octave"]
+        return self.restored

@@ -11,6 +11,7 @@ import torch
 
 from lightning_featvis.errors import FeatvisError, WriteError, is_write_failure
 from lightning_featvis.layers import describe_layers, format_layers
+from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.run_folder import claim_version, release
 
 #: ``ckpt_path`` values Lightning resolves itself (not file paths)
@@ -84,8 +85,8 @@ class FeatvisTrainer(L.Trainer):
 
     def layers(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None) -> None:
         """Print every addressable layer of the config's model with output shape and layout."""
-        network = getattr(model, "network", None)
-        if network is None:
+        if not isinstance(model, VisualizationObjective):
             raise FeatvisError(f"{type(model).__name__} has no model adapter (model.network) to list layers of")
+        network = model.network
         print(f"{network.name}: input {network.input_description}")
         print(format_layers(describe_layers(network)))

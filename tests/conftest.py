@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lightning_featvis import GaussianBlur, PositionalJitter, TargetDataModule
+from lightning_featvis.callbacks import GroupResultHook
 from lightning_featvis.models import CustomViT
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest and immune to core contention
@@ -33,7 +34,7 @@ def tiny(tmp_path_factory):
     return tiny_vit(checkpoint=str(path))
 
 
-class Collector(L.Callback):
+class Collector(GroupResultHook):
     """Keeps every finished group's result."""
 
     def __init__(self):
@@ -85,7 +86,7 @@ def sweep_config(targets: list[str], steps: int, group_size: int = 2) -> dict:
         "model": {
             "class_path": "lightning_featvis.NeuronObjective",
             "init_args": {
-                "network": {"class_path": "lightning_featvis.models.DigitsViT"},
+                "network": {"class_path": "lightning_featvis.zoo.digits.DigitsViT"},
                 "layer": "encoder.layers.encoder_layer_1",
                 "octaves": [{"steps": steps}],
             },

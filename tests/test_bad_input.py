@@ -3,7 +3,7 @@ with another exception or a traceback.
 
 A property-based test throws random unit specifications and canvas sizes at a one-step render
 of the embedded digits ViT; explicit tests drive the ``featvis`` command with each kind of bad
-input the README's "When things go wrong" names.
+input the troubleshooting page (docs/troubleshooting.md) names.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 
 from lightning_featvis import NeuronObjective
 from lightning_featvis.cli import main
-from lightning_featvis.data import parse_targets
 from lightning_featvis.errors import FeatvisError
-from lightning_featvis.models import DigitsViT
 from lightning_featvis.schedule import Octave
+from lightning_featvis.targets import parse_targets
+from lightning_featvis.zoo.digits import DigitsViT
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGITS_CNN = ROOT / "lightning_featvis" / "models" / "checkpoints" / "digits_cnn.pt"
+DIGITS_CNN = ROOT / "lightning_featvis" / "zoo" / "digits" / "checkpoints" / "digits_cnn.pt"
 LAYER = "encoder.layers.encoder_layer_1"  # [1, 65, 64]: 64 patches + class token, 64 neurons
 
 # --- property: random units and canvas sizes --------------------------------------------------
@@ -116,10 +116,10 @@ def test_star_on_the_network_output_counts_its_classes():
 
 # --- the featvis command: one clear message per kind of bad input -------------------------------
 
-DIGITS = ["fit", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.models.DigitsViT",
+DIGITS = ["fit", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.zoo.digits.DigitsViT",
           f"--model.layer={LAYER}", "--data=lightning_featvis.TargetDataModule", "--data.targets=[neuron=0]",
           "--model.octaves=[{steps: 1}]", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-DREAM = ["fit", "--model=lightning_featvis.DeepDreamObjective", "--model.network=lightning_featvis.models.DigitsViT",
+DREAM = ["fit", "--model=lightning_featvis.DeepDreamObjective", "--model.network=lightning_featvis.zoo.digits.DigitsViT",
          f"--model.layer={LAYER}", "--data=lightning_featvis.TargetDataModule", "--data.targets=[neuron=0]",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 

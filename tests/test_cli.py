@@ -101,7 +101,7 @@ def test_every_config_finishes_a_target_through_every_octave_offline(path, tmp_p
 
 def test_unknown_layer_is_one_message_not_a_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.models.DigitsViT",
+        main(["fit", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.zoo.digits.DigitsViT",
               "--model.layer=encoder.layers.encoder_layer_9", "--data=lightning_featvis.TargetDataModule",
               "--data.targets=[neuron=0]", f"--trainer.default_root_dir={tmp_path}"])
     assert exit_info.value.code == 2
@@ -112,7 +112,7 @@ def test_unknown_layer_is_one_message_not_a_traceback(tmp_path, capsys):
 
 def test_index_out_of_range_names_the_range(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "--model=lightning_featvis.ClassLogitObjective", "--model.network=lightning_featvis.models.DigitsViT",
+        main(["fit", "--model=lightning_featvis.ClassLogitObjective", "--model.network=lightning_featvis.zoo.digits.DigitsViT",
               "--data=lightning_featvis.TargetDataModule", "--data.targets=[class=12]",
               f"--trainer.default_root_dir={tmp_path}"])
     assert "valid classs are 0-9" not in (err := capsys.readouterr().err) and "valid classes are 0-9" in err
@@ -126,7 +126,7 @@ def test_unknown_model_name_lists_the_choices(tmp_path, capsys):
 
 
 def test_layers_lists_names_shapes_and_layouts(capsys):
-    main(["layers", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.models.DigitsViT",
+    main(["layers", "--model=lightning_featvis.NeuronObjective", "--model.network=lightning_featvis.zoo.digits.DigitsViT",
           "--data=lightning_featvis.TargetDataModule"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "digits_vit: input [1, 3, 32, 32]"

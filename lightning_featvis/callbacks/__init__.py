@@ -1,6 +1,8 @@
 """Regularisers and outputs as Lightning callbacks: blur, jitter, TensorBoard images, PNG files,
 reconstruction and text reports, augmentation ensembles, total variation, pixel norms, a Gaussian
-data prior."""
+data prior. Each takes one of the roles in :mod:`~lightning_featvis.callbacks.roles`
+(a penalty, a view augmentation, a group-result consumer) or uses plain Lightning hooks
+(blur, jitter)."""
 
 from lightning_featvis.callbacks.augment import AugmentationEnsemble
 from lightning_featvis.callbacks.blur import GaussianBlur
@@ -10,6 +12,7 @@ from lightning_featvis.callbacks.image_writer import ImageWriter
 from lightning_featvis.callbacks.jitter import PositionalJitter
 from lightning_featvis.callbacks.pixel_norm import PixelNorm
 from lightning_featvis.callbacks.reconstruction_report import ReconstructionReport
+from lightning_featvis.callbacks.roles import GroupResultHook, Penalty, ViewAugmentation
 from lightning_featvis.callbacks.text_report import TextReport
 from lightning_featvis.callbacks.total_variation import TotalVariation
 
@@ -17,11 +20,14 @@ __all__ = [
     "AugmentationEnsemble",
     "GaussianBlur",
     "GaussianPrior",
+    "GroupResultHook",
     "ImageLogger",
     "ImageWriter",
+    "Penalty",
     "PixelNorm",
     "PositionalJitter",
     "ReconstructionReport",
     "TextReport",
     "TotalVariation",
+    "ViewAugmentation",
 ]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
-from lightning_featvis.data import Target
+from lightning_featvis.callbacks.roles import ViewAugmentation
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.seeding import derive_seed, run_seed
+from lightning_featvis.targets import Target
 
 
-class AugmentationEnsemble(L.Callback):
+class AugmentationEnsemble(ViewAugmentation):
     """Shows the model ``copies`` randomly transformed versions of each target's view per step
     (Ghiasi et al. 2022's augmentation ensembles for ViTs); the target's loss is the mean over
     its copies, so its gradient is the mean of the copies' gradients. With ``copies: 1`` it is

@@ -7,6 +7,7 @@ import torch
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.params import ImageParam
 from lightning_featvis.schedule import linear, locate
 
 
@@ -28,6 +29,9 @@ class GaussianBlur(L.Callback):
         self.sigma = [tuple(pair) for pair in (sigma or [(2.4, 0.8)])]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not isinstance(pl_module.param, ImageParam):
+            raise FeatvisError(f"GaussianBlur blurs images; {type(pl_module).__name__} optimises no image "
+                               "(remove the callback)")
         octaves = len(pl_module.octaves)
         if len(self.sigma) not in (1, octaves):
             raise FeatvisError(
@@ -49,14 +53,4 @@ class GaussianBlur(L.Callback):
         sigma = self.sigma_at(pl_module.octaves, batch["step"])
         if sigma <= 0:
             return
-        s = pl_module.network.image_size
-        offsets = pl_module.view_offsets()
-
-        def blur_views(canvas: torch.Tensor) -> torch.Tensor:
-            if canvas.shape[-1] == s:
-                return self.blur(canvas, sigma)
-            for i, (y, x) in enumerate(offsets):
-                canvas[i, :, y : y + s, x : x + s] = self.blur(canvas[i, :, y : y + s, x : x + s], sigma)
-            return canvas
-
-        pl_module.param.update_(blur_views)
+        pl_module.param.update_views_(lambda view: self.blur(view, sigma))

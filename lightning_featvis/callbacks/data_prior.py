@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
+from lightning_featvis.callbacks.roles import Penalty
 from lightning_featvis.errors import FeatvisError
 
 #: the side of the images the training digits are loaded at (the digits models' input size)
 _DATA_SIZE = 32
 
 
-class GaussianPrior(L.Callback):
+class GaussianPrior(Penalty):
     """Adds ``weight * d^2(x) / D`` to every target's loss, with ``d^2`` the squared Mahalanobis
     distance of the view, seen at low resolution, from a Gaussian fitted to the training digits.
 
@@ -25,7 +25,7 @@ class GaussianPrior(L.Callback):
     Divided by ``D`` it is about 1 for a real digit whatever the resolution.
 
     The statistics come only from the training split the digits models were trained on
-    (:func:`lightning_featvis.training.digits_data.digits_split` with ``val_fraction`` and
+    (:func:`lightning_featvis.digits_data.digits_split` with ``val_fraction`` and
     ``split_seed``), never from held-out digits or from the judges. They are fitted lazily on
     the first :meth:`penalty` (or by calling :meth:`fit` with other images).
 
@@ -97,7 +97,7 @@ class GaussianPrior(L.Callback):
 
     def fit_training_digits(self) -> GaussianPrior:
         """Fit to the training split of the digits (only: the held-out split stays unseen)."""
-        from lightning_featvis.training.digits_data import digits_split
+        from lightning_featvis.digits_data import digits_split
 
         split = digits_split(_DATA_SIZE, self.val_fraction, self.split_seed)
         return self.fit(split.train_images)

@@ -6,6 +6,8 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
+from lightning_featvis.callbacks.roles import GroupResultHook
+
 
 def tensorboard_writers(trainer: L.Trainer) -> list:
     """The SummaryWriters of the Trainer's TensorBoard loggers, on rank 0 only (elsewhere
@@ -15,7 +17,7 @@ def tensorboard_writers(trainer: L.Trainer) -> list:
     return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
 
-class ImageLogger(L.Callback):
+class ImageLogger(GroupResultHook):
     """Logs images to every TensorBoard logger of the Trainer (rank 0 only).
 
     Tags: ``<model>/progress`` (a grid of the current group's canvases every

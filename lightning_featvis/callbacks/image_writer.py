@@ -6,9 +6,9 @@ import io
 import sys
 from pathlib import Path
 
-import lightning as L
 from torchvision.utils import save_image
 
+from lightning_featvis.callbacks.roles import GroupResultHook
 from lightning_featvis.errors import FeatvisError, WriteError
 from lightning_featvis.files import atomic_write, atomic_write_csv
 
@@ -44,12 +44,12 @@ def kept_on_write_failure(error: WriteError, finished: int, kept: str) -> WriteE
                       "--trainer.default_root_dir, then run the same command again")
 
 
-class ImageWriter(L.Callback):
+class ImageWriter(GroupResultHook):
     """Writes one PNG per target, ``<layer>__<unit>.png`` (the whole canvas), and
     ``manifest.csv`` (target, layer, unit, file, final activation and loss, and ``status``:
     ``ok`` or why the target stopped early, e.g. ``non-finite loss at step 12``) into
     ``<log_dir>/<dirname>`` as soon as each group finishes. Rank 0 writes for all ranks.
-    A resumed run (``TargetDataModule.finished``) first copies the earlier run's finished
+    A resumed run (``RunPlan.finished``) first copies the earlier run's finished
     images and rows, so every run's folder holds the whole sweep.
 
     When a run stops on an exception (Ctrl-C, SIGTERM, an error), the finished images and
@@ -74,7 +74,7 @@ class ImageWriter(L.Callback):
         self.log_dir = logger_dir(trainer)
         self.directory = Path(self.log_dir or trainer.default_root_dir) / self.dirname
         self.rows = []
-        finished = getattr(trainer.datamodule, "finished", None)
+        finished = pl_module.plan.finished
         if finished is None or not trainer.is_global_zero:
             return
         self.rows = finished.take_over(self.directory, self.FIELDS)
@@ -96,7 +96,7 @@ class ImageWriter(L.Callback):
             # bad input: the error itself is the whole message, nothing was rendered; a refused
             # write: its message says what was kept, and writing more would fail again
             return
-        under_way = getattr(pl_module, "unfinished_group", lambda: None)()
+        under_way = pl_module.unfinished_group()
         if not self.rows and under_way is None:
             return
         where = f"{len(self.rows)} finished images and manifest.csv are in {self.directory}"

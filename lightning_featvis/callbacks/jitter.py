@@ -5,6 +5,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.params import ImageParam
 from lightning_featvis.seeding import derive_seed, run_seed
 
 
@@ -18,6 +20,11 @@ class PositionalJitter(L.Callback):
     itself is never rolled: an optimizer's per-pixel state stays aligned with its pixels.
     """
 
+    def setup(self, trainer, pl_module, stage) -> None:
+        if not isinstance(pl_module.param, ImageParam):
+            raise FeatvisError(f"PositionalJitter moves views of images; {type(pl_module).__name__} optimises "
+                               "no image (remove the callback)")
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         seed, step = run_seed(), batch["step"]
         positions = [
@@ -26,4 +33,4 @@ class PositionalJitter(L.Callback):
             else torch.full((2,), 0.5)
             for t in batch["targets"]
         ]
-        pl_module.view_position = torch.stack(positions)
+        pl_module.param.place_views(torch.stack(positions))

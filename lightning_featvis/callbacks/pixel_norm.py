@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
+from lightning_featvis.callbacks.roles import Penalty
 from lightning_featvis.errors import FeatvisError
 
 
-class PixelNorm(L.Callback):
+class PixelNorm(Penalty):
     """Adds ``weight * mean(|view - target| ** p)`` to every target's loss, over the pixels of
     the model-sized view ``[G, C, s, s]`` (the alpha-norm of Mahendran & Vedaldi 2015).
 

@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 from pathlib import Path
 
-import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
 from lightning_featvis.callbacks.image_logger import tensorboard_writers
+from lightning_featvis.callbacks.roles import GroupResultHook
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.files import atomic_write, atomic_write_csv
+from lightning_featvis.targets import Target
 
 
-class ReconstructionReport(L.Callback):
+class MeasuresFidelity(ABC):
+    """What :class:`ReconstructionReport` reads of its objective (a
+    :class:`~lightning_featvis.objectives.ReconstructionObjective`).
+
+    Attributes:
+        photo: the target photo ``[1, C, s, s]`` in [0, 1].
+    """
+
+    photo: torch.Tensor
+
+    @abstractmethod
+    def fidelity(self, views: torch.Tensor, targets: list[Target]) -> list[dict[str, float]]:
+        """One row per reconstruction ``views`` ``[N, C, s, s]`` (model-sized, in [0, 1]):
+        ``psnr``, ``ssim``, ``distance``, ``noise_distance``, ``accurate``."""
+
+
+class ReconstructionReport(GroupResultHook):
     """Measures every finished reconstruction (see ``ReconstructionObjective.fidelity``) and
     writes, into ``<log_dir>/<dirname>``, updated as each group finishes:
 
@@ -41,7 +59,7 @@ class ReconstructionReport(L.Callback):
         self.directory: Path | None = None
 
     def setup(self, trainer, pl_module, stage) -> None:
-        if not hasattr(pl_module, "fidelity"):
+        if not isinstance(pl_module, MeasuresFidelity):
             raise FeatvisError(
                 f"ReconstructionReport measures reconstructions; {type(pl_module).__name__} is not a "
                 "ReconstructionObjective (remove the callback or change the model class)"
@@ -52,10 +70,9 @@ class ReconstructionReport(L.Callback):
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         if not trainer.is_global_zero:
             return
-        order = {t.key: i for i, t in enumerate(trainer.datamodule.targets)}
+        order = pl_module.plan.order()
         # the measured image is the model-sized centre view of each canvas, as in the group's result
-        centre = torch.full((len(result.targets), 2), 0.5)
-        views = pl_module.crop(result.images, pl_module.view_offsets(centre))
+        views = pl_module.param.views(result.images, centred=True)
         for target, view, row in zip(result.targets, views, pl_module.fidelity(views.to(pl_module.device), result.targets)):
             position = order[target.key]
             self.images[position] = view

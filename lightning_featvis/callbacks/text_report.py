@@ -5,18 +5,39 @@ from __future__ import annotations
 
 import io
 import sys
+from abc import ABC, abstractmethod
 from pathlib import Path
 
-import lightning as L
 import torch
 
 from lightning_featvis.callbacks.image_logger import tensorboard_writers
-from lightning_featvis.callbacks.image_writer import done_message, kept_on_write_failure, logger_dir, stop_message
+from lightning_featvis.callbacks.image_writer import (
+    done_message,
+    kept_on_write_failure,
+    logger_dir,
+    stop_message,
+)
+from lightning_featvis.callbacks.roles import GroupResultHook
 from lightning_featvis.errors import FeatvisError, WriteError
 from lightning_featvis.files import atomic_write, atomic_write_csv
+from lightning_featvis.targets import Target
 
 
-class TextReport(L.Callback):
+class ReportsText(ABC):
+    """What :class:`TextReport` reads of its objective (a
+    :class:`~lightning_featvis.objectives.TextReconstructionObjective`)."""
+
+    @abstractmethod
+    def report(self, embeddings: torch.Tensor, targets: list[Target]) -> list[dict]:
+        """One row per target (the fields of :attr:`TextReport.FIELDS` after ``file``) from its
+        final embeddings ``[N, T, D]``."""
+
+    @abstractmethod
+    def token_count(self, target: Target) -> int:
+        """How many token positions of the input are ``target``'s own sentence."""
+
+
+class TextReport(GroupResultHook):
     """Writes what every finished text target recovered (see ``TextReconstructionObjective.report``)
     into ``<log_dir>/<dirname>``, updated as each group finishes:
 
@@ -50,16 +71,16 @@ class TextReport(L.Callback):
         self.log_dir: str | None = None
 
     def setup(self, trainer, pl_module, stage) -> None:
-        if not hasattr(pl_module, "report"):
+        if not isinstance(pl_module, ReportsText):
             raise FeatvisError(f"TextReport reports sentence reconstructions; {type(pl_module).__name__} is not a "
                                "TextReconstructionObjective (remove the callback or change the model class)")
         self.log_dir = logger_dir(trainer)
         self.directory = Path(self.log_dir or trainer.default_root_dir) / self.dirname
         self.rows = {}
-        finished = getattr(trainer.datamodule, "finished", None)
+        finished = pl_module.plan.finished
         if finished is None or not trainer.is_global_zero:
             return
-        order = {t.key: i for i, t in enumerate(trainer.datamodule.targets)}
+        order = pl_module.plan.order()
         self.rows = {order[row["target"]]: row for row in finished.take_over(self.directory, self.FIELDS)}
         self._write_table()
 
@@ -85,14 +106,14 @@ class TextReport(L.Callback):
 
     def write_group(self, trainer, pl_module, result) -> None:
         """Write a finished group's embeddings, rows and TensorBoard summaries."""
-        order = {t.key: i for i, t in enumerate(trainer.datamodule.targets)}
+        order = pl_module.plan.order()
         model = pl_module.network.name
         writers = tensorboard_writers(trainer)
         for target, e_g, row in zip(result.targets, result.images, pl_module.report(result.images, result.targets)):
             position = order[target.key]
             name = f"{target.file_stem}.pt"
             buffer = io.BytesIO()
-            torch.save(e_g[: len(pl_module.sentence_ids[target.sentence])].clone(), buffer)
+            torch.save(e_g[: pl_module.token_count(target)].clone(), buffer)
             atomic_write(self.directory / name, buffer.getvalue())
             self.rows[position] = dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name, **row)
             for writer in writers:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
+from lightning_featvis.callbacks.roles import Penalty
 from lightning_featvis.errors import FeatvisError
 
 
-class TotalVariation(L.Callback):
+class TotalVariation(Penalty):
     """Adds ``weight * TV(view)`` to every target's loss, with ``TV`` the mean absolute
     difference between neighbouring pixels (both axes) of the model-sized view ``[G, C, s, s]``.
 

@@ -232,7 +232,9 @@ class TinyGPT2(TextModel):
     Layers: ``transformer.h.0`` .. ``transformer.h.{n_layer-1}``, ``transformer.ln_f``, ``lm_head``.
 
     Args:
-        n_layer, n_embd, n_head: the architecture (default: 2 blocks, 64 wide, 4 heads).
+        n_layer: blocks (default 2).
+        n_embd: token width D (default 64).
+        n_head: attention heads (default 4).
         num_blocks: keep only the first blocks (see :class:`TextModel`).
     """
 

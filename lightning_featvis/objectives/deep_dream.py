@@ -57,10 +57,11 @@ class DeepDreamObjective(NeuronObjective):
         self.photo, self.stay_near = photo, stay_near
         self.default_octaves = octaves is None
 
-    def setup(self, stage: str) -> None:
-        if self.default_octaves:
+    def prepare(self) -> None:
+        if self.default_octaves:  # once: the octaves follow the photo's size
             self.octaves = self.photo_octaves(load_photo(self.photo).shape[-1])
-        super().setup(stage)
+            self.default_octaves = False
+        super().prepare()
 
     def photo_octaves(self, photo_size: int, count: int = 3, steps: int = 100) -> list[Octave]:
         """``count`` octaves of ``steps`` whose sizes grow geometrically from the model's input

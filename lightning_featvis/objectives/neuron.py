@@ -7,11 +7,11 @@ from typing import Literal
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
-from lightning_featvis.data import Target
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.params import ImageParam
 from lightning_featvis.schedule import Octave
+from lightning_featvis.targets import Target
 
 
 class NeuronObjective(VisualizationObjective):

@@ -13,13 +13,14 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from lightning_featvis.data import Target
+from lightning_featvis.callbacks.reconstruction_report import MeasuresFidelity
 from lightning_featvis.images import load_photo
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.params import ImageParam
 from lightning_featvis.schedule import Octave
 from lightning_featvis.seeding import derive_seed, run_seed
+from lightning_featvis.targets import Target
 
 Distance = Literal["l1", "l2", "cos"]
 
@@ -35,7 +36,7 @@ def output_distance(selected: torch.Tensor, wanted: torch.Tensor, distance: Dist
     return 1 - F.cosine_similarity(selected, wanted, dim=1)
 
 
-class ReconstructionObjective(VisualizationObjective):
+class ReconstructionObjective(VisualizationObjective, MeasuresFidelity):
     """Gradient descent on ``a_g`` so that a layer's output ``O_l(a_g)`` matches ``O_l(a)`` of a
     target photo ``a``.
 
@@ -50,7 +51,7 @@ class ReconstructionObjective(VisualizationObjective):
         distance: ``l1`` (mean absolute difference, the seeds), ``l2`` (mean squared difference)
             or ``cos`` (``1 - cos`` of the selected outputs, the seeds' cosine variant).
         remove_layernorm: replace every ``nn.LayerNorm`` of the network by the identity
-            (EXPERIMENTS.md item 13: mixers reconstruct badly because of LayerNorm).
+            (the seed texts' experiment 13: mixers reconstruct badly because of LayerNorm).
         layer: default layer for targets that name none.
         criterion_noise: standard deviation of the noise ``a' = a + N(0, criterion_noise)`` of
             the seeds' accuracy criterion (see :meth:`fidelity`; the seeds use 1/18).

@@ -8,23 +8,25 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
-from lightning_featvis.data import SentenceTargets, Target
+from lightning_featvis.callbacks.text_report import ReportsText
 from lightning_featvis.decoding import TokenDecoder
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.text import TextModel
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.objectives.reconstruction import Distance, output_distance
 from lightning_featvis.params.embeddings import EmbeddingSequence
+from lightning_featvis.plan import TEXT_RESULTS, RunData, RunRequest
 from lightning_featvis.probe import Probe
 from lightning_featvis.schedule import Octave
 from lightning_featvis.seeding import derive_seed, run_seed
+from lightning_featvis.targets import Target
 from lightning_featvis.units import as_tokens, check_unit, select
 
 
-class TextReconstructionObjective(VisualizationObjective):
+class TextReconstructionObjective(VisualizationObjective, ReportsText):
     """Gradient descent on input embeddings ``e_g`` ``[T, D]`` so that a layer's output
-    ``O_l(e_g)`` matches ``O_l(e)`` of a sentence's own embeddings ``e`` (EXPERIMENTS.md items
-    16-17); the embeddings are the run's only parameter, as the image is for vision.
+    ``O_l(e_g)`` matches ``O_l(e)`` of a sentence's own embeddings ``e`` (the seed texts'
+    experiments 16-17, see the experiments page); the embeddings are the run's only parameter, as the image is for vision.
 
     The sentences come from :class:`~lightning_featvis.data.SentenceTargets`; each target is a
     layer's unit for one sentence (``transformer.h.0:all``: block 1's whole output;
@@ -77,7 +79,7 @@ class TextReconstructionObjective(VisualizationObjective):
         self._decoder: TokenDecoder | None = None
 
     #: TextReport's folder and table: a rerun of the same config takes finished targets over
-    results_table = ("text", "text.csv")
+    results = TEXT_RESULTS
 
     @property
     def default_layer(self) -> str | None:
@@ -89,16 +91,14 @@ class TextReconstructionObjective(VisualizationObjective):
     def embedding_matrix(self) -> torch.Tensor:
         return self.network.embedding_matrix(self.build_network())
 
-    def read_sentences(self) -> None:
-        """Tokenize the data module's sentences (once; the data module's ``unit_sizes`` may
-        ask before this module's setup)."""
+    def read_sentences(self, sentences: tuple[str, ...]) -> None:
+        """Tokenize the data module's sentences (once)."""
         if self.sentence_ids:
             return
-        datamodule = self.trainer.datamodule
-        if not isinstance(datamodule, SentenceTargets):
+        if not sentences:
             raise FeatvisError("the text objective takes its sentences from data: "
                                "{class_path: lightning_featvis.data.SentenceTargets, init_args: {sentences: [...]}}")
-        self.sentence_ids = [self.network.encode(text) for text in datamodule.sentences]
+        self.sentence_ids = [self.network.encode(text) for text in sentences]
 
     def embed(self, ids: list[int]) -> torch.Tensor:
         """The input embeddings ``[1, L, D]`` of token ids ``ids`` (no gradient)."""
@@ -109,26 +109,27 @@ class TextReconstructionObjective(VisualizationObjective):
         """Sentence ``index``'s own input embeddings ``e`` ``[1, L, D]``."""
         return self.embed(self.sentence_ids[index])
 
-    def canvas_size(self, octave: int) -> int:
-        return max(len(ids) for ids in self.sentence_ids)
+    def token_count(self, target: Target) -> int:
+        return len(self.sentence_ids[target.sentence])
 
-    def setup(self, stage: str) -> None:
-        self.read_sentences()
+    def run_request(self, data: RunData) -> RunRequest:
+        # the sentences size ``*`` (the shortest one's tokens), so they are read first
+        self.read_sentences(data.sentences)
+        return super().run_request(data)
+
+    def configure_input(self) -> None:
+        """The embeddings' width D is the model's, their length T the longest sentence's."""
         weight = self.embedding_matrix
-        self.param.width = weight.shape[1]
+        self.param.width, self.param.length = weight.shape[1], max(len(ids) for ids in self.sentence_ids)
         if self.param.std is None:
             self.param.scale = float(weight.std())
+
+    def setup(self, stage: str) -> None:
         super().setup(stage)
         self._decoder = None
 
-    def check_octaves(self) -> None:
-        for octave in self.octaves:
-            octave.check()
-            if octave.size is not None:
-                raise FeatvisError(f"text octaves take no size (a sentence has one length), got {octave}")
-
-    def reset_canvases(self, seeds: list[int | None]) -> None:
-        super().reset_canvases(seeds)
+    def reset_inputs(self, seeds: list[int | None]) -> None:
+        super().reset_inputs(seeds)
         if self.start == "noise":
             return
         with torch.no_grad():
@@ -139,15 +140,6 @@ class TextReconstructionObjective(VisualizationObjective):
                     embeddings[i, : len(e)] = (1 - self.mix) * embeddings[i, : len(e)] + self.mix * e
 
     # --- the forward pass ------------------------------------------------------------------
-
-    def crop(self, image: torch.Tensor, offsets: list[tuple[int, int]]) -> torch.Tensor:
-        return image  # the whole sequence is the view
-
-    def view_offsets(self, position: torch.Tensor | None = None) -> list[tuple[int, int]]:
-        return [(0, 0)] * len(self.targets)
-
-    def rendered(self) -> torch.Tensor:
-        return self.param().detach()  # embeddings have no range to clamp to
 
     def attention_mask(self, rows: int) -> torch.Tensor:
         """``[rows, T]``: 1 on each group slot's own tokens, 0 on the padding after them (rows
@@ -193,14 +185,13 @@ class TextReconstructionObjective(VisualizationObjective):
 
     def unit_sizes(self, layer: str) -> dict[str, int]:
         """``neuron=*``: the layer's width; ``patch=*``: the shortest sentence's tokens."""
-        self.read_sentences()
         shortest = min(range(len(self.sentence_ids)), key=lambda i: len(self.sentence_ids[i]))
         with torch.no_grad():
             acts = self.run(self.sentence_embeddings(shortest), [layer])[layer]
         _, tokens, width = as_tokens(acts, self.network.layout(layer)).shape
         return {"neurons": width, "patches": tokens}
 
-    def check_targets(self, targets: list[Target]) -> None:
+    def check_targets(self, targets: tuple[Target, ...]) -> None:
         layers = sorted({t.layer for t in targets})
         for sentence in sorted({t.sentence for t in targets}):
             with torch.no_grad():
@@ -255,7 +246,7 @@ class TextReconstructionObjective(VisualizationObjective):
         """
         tokenizer = self.network.tokenizer()
         special = self.network.special_tokens()
-        datamodule = self.trainer.datamodule
+        sentences = self.plan.data.sentences
         word = (lambda token: "" if token is None else tokenizer.decode([token]))
         rows = []
         for e_g, target in zip(embeddings, targets):
@@ -268,7 +259,7 @@ class TextReconstructionObjective(VisualizationObjective):
             distance, noise_distance = self.criterion(e_g, target)
             original, recovered = self.next_token(ids), self.next_token(decoded["pinv"])
             rows.append(dict(
-                sentence=datamodule.sentences[target.sentence],
+                sentence=sentences[target.sentence],
                 recovered=tokenizer.decode(decoded["pinv"]),
                 recovered_cosine=tokenizer.decode(decoded["cosine"]),
                 token_recovery=recovery["pinv"],

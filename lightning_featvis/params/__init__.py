@@ -1,7 +1,7 @@
-"""Image parameterizations: how the trainable tensor becomes the image the model sees (and, for
-text models, the input embedding sequence)."""
+"""Parameterizations: how the trainable tensor becomes the input the model sees (an image, or for
+text models the input embedding sequence), and the input's geometry."""
 
-from lightning_featvis.params.base import ImageParam
+from lightning_featvis.params.base import ImageParam, InputParam
 from lightning_featvis.params.decorrelated import DecorrelatedImage
 from lightning_featvis.params.embeddings import EmbeddingSequence
 from lightning_featvis.params.fourier import FourierImage
@@ -9,4 +9,4 @@ from lightning_featvis.params.grayscale import GrayscaleImage
 from lightning_featvis.params.maco import MacoImage
 from lightning_featvis.params.pixel import PhotoImage, PixelImage
 
-__all__ = ["DecorrelatedImage", "EmbeddingSequence", "FourierImage", "GrayscaleImage", "ImageParam", "MacoImage", "PhotoImage", "PixelImage"]
+__all__ = ["DecorrelatedImage", "EmbeddingSequence", "FourierImage", "GrayscaleImage", "ImageParam", "InputParam", "MacoImage", "PhotoImage", "PixelImage"]

@@ -1,50 +1,67 @@
-"""The interface every image parameterization implements."""
+"""The interfaces every parameterization implements: :class:`InputParam` (any input: the
+storage of one group's trainable inputs and their geometry) and :class:`ImageParam` (canvases
+with model-sized views in them)."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.schedule import Octave
 
-class ImageParam(nn.Module):
-    """Holds the canvases of one group of targets: the only trainable tensor of a run.
 
-    A canvas may be larger than the model input (cropped octaves); its current side is
-    :attr:`size` and it can grow between octaves with :meth:`resize_`. Storage is allocated once
-    at the largest size so the parameter object never changes (DDP and optimizers hold on to it).
+class InputParam(nn.Module, ABC):
+    """Holds the inputs of one group of targets: the only trainable tensor of a run.
+
+    It owns the input's storage (allocated once at the largest size, so the parameter object
+    never changes: DDP and optimizers hold on to it) and its geometry: how large the input is
+    in each octave (:meth:`canvas_size`), which part of it the model sees (:meth:`views`) and
+    what a finished target's result is (:meth:`rendered`). Images are :class:`ImageParam`;
+    a text run's input embeddings are
+    :class:`~lightning_featvis.params.embeddings.EmbeddingSequence`.
     """
 
+    #: colour channels of the rendered input (0: not an image)
     channels: int = 3
+
+    # --- storage -------------------------------------------------------------------------
 
     @abstractmethod
     def allocate(self, count: int, max_size: int) -> None:
-        """Create storage for ``count`` canvases of up to ``max_size`` pixels a side."""
+        """Create storage for ``count`` inputs of up to ``max_size`` (pixels a side, or tokens)."""
 
     @abstractmethod
     def reset_(self, seeds: Sequence[int | None], size: int) -> None:
-        """Re-initialise every canvas at side ``size``; canvas i from a generator seeded by
+        """Re-initialise every input at size ``size``; input i from a generator seeded by
         ``seeds[i]`` (``None``: a padding slot, filled with a constant)."""
 
     @abstractmethod
     def resize_(self, size: int) -> None:
-        """Grow every canvas to ``size`` pixels a side, resampling its content."""
+        """Grow every input to ``size``, resampling its content."""
 
     @property
     @abstractmethod
     def size(self) -> int:
-        """Current canvas side in pixels."""
+        """Current size (canvas side in pixels, or token positions)."""
 
     def restore_size(self, size: int) -> None:
-        """Set the canvas side after loading a checkpoint's storage (whose values hold the
-        canvases at that side; every parameterization keeps its side in ``_size``)."""
+        """Set the size after loading a checkpoint's storage (whose values hold the inputs at
+        that size; every parameterization keeps its size in ``_size``)."""
         self._size = size
 
     @abstractmethod
     def forward(self) -> torch.Tensor:
-        """The rendered canvases ``[G, C, S, S]`` in [0, 1] pixel space (differentiable)."""
+        """The group's inputs, differentiable: canvases ``[G, C, S, S]`` in [0, 1] pixel space,
+        or embeddings ``[G, T, D]``."""
+
+    @abstractmethod
+    def update_(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replace the rendered inputs by ``fn(inputs)`` (no gradient): blur and other
+        input-space regularisers edit the input through this."""
 
     def adopt_saved_storage(self, state_dict: dict, prefix: str, name: str) -> torch.Size | None:
         """Before loading a state dict: a module that never ran setup (``ddp_spawn``'s parent
@@ -57,7 +74,92 @@ class ImageParam(nn.Module):
         setattr(self, name, nn.Parameter(torch.zeros_like(saved, device=current.device)))
         return saved.shape
 
+    # --- geometry --------------------------------------------------------------------------
+
     @abstractmethod
-    def update_(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Replace the rendered canvases by ``fn(canvases)`` (no gradient): blur and other
-        image-space regularisers edit the image through this."""
+    def check_octaves(self, octaves: Sequence[Octave], model: str) -> None:
+        """Refuse octaves this input cannot follow (``model``: the model's name, for messages)."""
+
+    @abstractmethod
+    def canvas_size(self, octave: Octave) -> int:
+        """The input's size during ``octave``."""
+
+    @abstractmethod
+    def views(self, inputs: torch.Tensor, centred: bool = False) -> torch.Tensor:
+        """What the model sees of ``inputs`` (:meth:`forward`'s output): model-sized views
+        ``[G, C, s, s]`` where the views are placed now (``centred``: in the middle, as a
+        finished result is measured), or the whole sequence ``[G, T, D]``."""
+
+    def rendered(self) -> torch.Tensor:
+        """The group's results as they are written, detached (images clamped to [0, 1])."""
+        return self().detach()
+
+
+class ImageParam(InputParam):
+    """Canvases ``[G, C, S, S]``, possibly larger than the model input (cropped octaves): the
+    model sees a model-sized window of each (its *view*, side s = :attr:`view_size`) whose
+    place in the canvas (:attr:`view_position`) :class:`~lightning_featvis.callbacks.PositionalJitter`
+    moves. The canvas side :attr:`size` can grow between octaves with :meth:`resize_`.
+    """
+
+    #: the model's input side s (the objective sets it from its model in setup)
+    view_size: int = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        # where each target's view sits in its canvas, as fractions of the free room ``[G, 2]``
+        # (y, x; 0.5 = centred)
+        self.view_position = torch.full((0, 2), 0.5)
+
+    def place_views(self, position: torch.Tensor) -> None:
+        """Put the views at ``position`` ``[G, 2]`` (fractions of the free room, 0.5: centred)."""
+        self.view_position = position
+
+    def centre_views(self, count: int) -> None:
+        """Put ``count`` views in the middle of their canvases."""
+        self.view_position = torch.full((count, 2), 0.5)
+
+    def view_offsets(self, position: torch.Tensor | None = None) -> list[tuple[int, int]]:
+        """Top-left ``(y, x)`` of each target's view in its canvas, from fractions of the free
+        room ``[G, 2]`` (default: :attr:`view_position`)."""
+        room = self.size - self.view_size
+        position = self.view_position if position is None else position
+        return [(min(int(fy * (room + 1)), room), min(int(fx * (room + 1)), room)) for fy, fx in position.tolist()]
+
+    def crop(self, image: torch.Tensor, offsets: list[tuple[int, int]]) -> torch.Tensor:
+        """Model-sized views ``[G, C, s, s]`` of canvases ``[G, C, S, S]`` at ``offsets``."""
+        s = self.view_size
+        if image.shape[-1] == s:
+            return image
+        return torch.stack([image[i, :, y : y + s, x : x + s] for i, (y, x) in enumerate(offsets)])
+
+    def views(self, inputs: torch.Tensor, centred: bool = False) -> torch.Tensor:
+        position = torch.full((inputs.shape[0], 2), 0.5) if centred else None
+        return self.crop(inputs, self.view_offsets(position))
+
+    def update_views_(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replace each view (where the views are now) by ``fn(view)`` ``[C, s, s]`` or, when
+        the canvas is model-sized, all canvases by ``fn(canvases)`` ``[G, C, s, s]``."""
+        s = self.view_size
+        offsets = self.view_offsets()
+
+        def edit(canvas: torch.Tensor) -> torch.Tensor:
+            if canvas.shape[-1] == s:
+                return fn(canvas)
+            for i, (y, x) in enumerate(offsets):
+                canvas[i, :, y : y + s, x : x + s] = fn(canvas[i, :, y : y + s, x : x + s])
+            return canvas
+
+        self.update_(edit)
+
+    def check_octaves(self, octaves: Sequence[Octave], model: str) -> None:
+        for octave in octaves:
+            if self.canvas_size(octave) < self.view_size:
+                raise FeatvisError(f"octave canvas size {octave.size} is smaller than the {model} input size {self.view_size}")
+
+    def canvas_size(self, octave: Octave) -> int:
+        return octave.size or self.view_size
+
+    def rendered(self) -> torch.Tensor:
+        """The canvases ``[G, C, S, S]`` clamped to [0, 1], detached."""
+        return self().detach().clamp(0, 1)

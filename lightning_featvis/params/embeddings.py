@@ -8,13 +8,15 @@ import torch
 from torch import nn
 
 from lightning_featvis.errors import FeatvisError
-from lightning_featvis.params.base import ImageParam
+from lightning_featvis.params.base import InputParam
+from lightning_featvis.schedule import Octave
 
 
-class EmbeddingSequence(ImageParam):
+class EmbeddingSequence(InputParam):
     """The input embedding sequences of one group of text targets, ``[G, T, D]``: the only
-    trainable tensor of a text run (it plays the canvas's part; :attr:`size` is the number of
-    token positions ``T``, the longest sentence of the run).
+    trainable tensor of a text run, the sibling of an image's canvases. :attr:`size` is the
+    number of token positions ``T`` (:attr:`length`, the longest sentence of the run); the
+    model sees the whole sequence, and octaves cannot change its length.
 
     A sequence starts as noise N(0, ``std``) per value, drawn from its target's seed. The text
     objective may then mix in the target sentence's own embeddings (``start: mix``).
@@ -32,6 +34,7 @@ class EmbeddingSequence(ImageParam):
             raise FeatvisError(f"std must be >= 0, got {std}")
         self.std = std
         self.width = 0  # D: set by the objective from the model before allocate
+        self.length = 0  # T: the longest sentence's tokens, set by the objective
         self.scale = 1.0 if std is None else std  # the noise's spread; the objective sets it for std=None
         self.embeddings = nn.Parameter(torch.empty(0, 0, 0))
         self._size = 0
@@ -59,6 +62,17 @@ class EmbeddingSequence(ImageParam):
     def resize_(self, size: int) -> None:
         if size != self._size:
             raise FeatvisError("a text run has one sequence length: octaves cannot change it (leave octave size unset)")
+
+    def check_octaves(self, octaves: Sequence[Octave], model: str) -> None:
+        for octave in octaves:
+            if octave.size is not None:
+                raise FeatvisError(f"text octaves take no size (a sentence has one length), got {octave}")
+
+    def canvas_size(self, octave: Octave) -> int:
+        return self.length
+
+    def views(self, inputs: torch.Tensor, centred: bool = False) -> torch.Tensor:
+        return inputs  # the model sees the whole sequence
 
     def forward(self) -> torch.Tensor:
         """The embedding sequences ``[G, T, D]`` (differentiable)."""

@@ -25,7 +25,7 @@ def load_magnitude(magnitude: str | None, size: int, channels: int = 3) -> torch
         inverse_f = 1.0 / radial_frequency(size).clamp(min=1.0 / size)
         return inverse_f.expand(channels, -1, -1).contiguous()
     if magnitude == "digits":
-        from lightning_featvis.training.digits_data import load_digits_tensors
+        from lightning_featvis.digits_data import load_digits_tensors
 
         images, _ = load_digits_tensors(image_size=size)
         return torch.fft.rfft2(images).abs().mean(dim=0)

@@ -1,0 +1,11 @@
+"""The digits zoo: networks, shipped checkpoints, training data and training configs of the
+models this project trains on scikit-learn's digits."""
+
+from lightning_featvis.zoo.digits.models import (
+    DigitsCNN,
+    DigitsGPT2,
+    DigitsMixer,
+    DigitsViT,
+)
+
+__all__ = ["DigitsCNN", "DigitsGPT2", "DigitsMixer", "DigitsViT"]
