@@ -1,4 +1,4 @@
-"""Visualization quality of every recipe in configs/recipes/, judged as docs/quality.md says.
+"""Visualization quality of every recipe in lightning_featvis/recipes/, judged as docs/quality.md says.
 
 For each recipe and each of ``--seeds`` seeds, ``featvis fit`` renders class images of the
 ten digits with the embedded digits ViT (each run is exactly the command printed before it).
@@ -44,9 +44,10 @@ import yaml
 
 from lightning_featvis.cli import main as featvis
 from lightning_featvis.images import load_photo
+from lightning_featvis.recipes import recipe_path
 from lightning_featvis.units import parse_units, select
 
-RECIPES_DIR = Path("configs/recipes")
+RECIPES_DIR = recipe_path("best").parent  # the recipes ship inside the package
 RECIPES = ("badger", "lucent", "ghiasi", "maco", "best")
 CLASS_TARGETS = '["heads.head:class=0-9"]'
 FEATURE_LAYER = "encoder.ln"

@@ -13,6 +13,12 @@ Measures, in one run:
 2. **Early exit**: featvis ms per step with the target at block 2 (``encoder_layer_1``)
    against block 11 (``encoder_layer_10``), one target. Ratio ``block 2 / block 11``;
    goal <= 0.40 (the forward and backward stop at the target).
+3. **render()**: ms per step of the same featvis run built by :func:`lightning_featvis.render`
+   (the CLI's config path: a recipe with its parameterization, optimizer and callbacks set to
+   the same by name) against ``Trainer.fit`` built by hand, one target. Ratio
+   ``Trainer.fit / render()``; goal >= 0.95 (render adds nothing per step). Below the table,
+   the fixed cost of one ``render()`` call: the median wall time of a whole one-step call
+   against a whole one-step ``Trainer.fit``.
 
 A step's time runs (by ``--clock``) from the start of one step to the start of the next, so
 it includes everything the framework does per step (Lightning's loop, logging, hooks, data
@@ -60,6 +66,7 @@ from lightning_featvis.callbacks import GaussianBlur, PositionalJitter
 from lightning_featvis.data import TargetDataModule
 from lightning_featvis.models import CustomViT, ModelAdapter, TorchvisionViT
 from lightning_featvis.objectives.neuron import NeuronObjective
+from lightning_featvis.rendering import render
 from lightning_featvis.schedule import Octave, linear
 
 # the settings both sides share: the seeds' L1 constant, SGD's rate, the blur's kernel and sigma ramp
@@ -150,6 +157,37 @@ def featvis_step_times(
 
 class _Stop(Exception):
     """Ends the forward pass once the target layer has run."""
+
+
+def render_step_times(adapter, layer: str, steps: int, warmup: int, root: str,
+                      clock: Callable[[], float]) -> list[float]:
+    """Seconds per step of the same run as :func:`featvis_step_times` (one target), built by
+    ``render()`` from the ``lucent`` recipe with its parts set to the hand-built run's."""
+    timer = StepTimer(clock)
+    render(adapter, [f"{layer}:neuron=0"], recipe="lucent", steps=steps, callbacks=[timer],
+           loss_form="l1", param={"class_path": "lightning_featvis.PixelImage"},
+           optimizer={"class_path": "torch.optim.SGD", "init_args": {"lr": 1.0}},
+           AugmentationEnsemble=None, ImageLogger=None, PositionalJitter={},
+           GaussianBlur={"kernel_size": KERNEL, "sigma": [SIGMA]}, group_size=1,
+           accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+           enable_progress_bar=False, enable_model_summary=False, default_root_dir=root)
+    gaps = [b - a for a, b in zip(timer.starts, timer.starts[1:])]
+    return gaps[warmup:]
+
+
+def fixed_cost_per_call(objective: NeuronObjective, adapter, layer: str, root: str, rounds: int) -> tuple[float, float]:
+    """Median wall seconds of a whole one-step ``Trainer.fit`` and of a whole one-step ``render()``."""
+    fit_times, render_times = [], []
+    one = [Octave(steps=1)]
+    for _ in range(rounds):
+        objective.octaves = one
+        start = time.perf_counter()
+        featvis_step_times(objective, f"{layer}:neuron=0", 1, 0, root, time.perf_counter)
+        fit_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        render_step_times(adapter, layer, 1, 0, root, time.perf_counter)
+        render_times.append(time.perf_counter() - start)
+    return statistics.median(fit_times), statistics.median(render_times)
 
 
 def plain_step_times(
@@ -349,13 +387,26 @@ def run(args: argparse.Namespace) -> list[dict]:
                 early_exit_goal,
             ),
         ]
+        steps = args.warmup + args.steps + 1
+        comparisons.append((
+            "render(), 1 target",
+            "Trainer.fit",
+            featvis(f"{setup.layer}:neuron=0", 1),
+            "render()",
+            lambda: render_step_times(setup.adapter, setup.layer, steps, args.warmup, root, clock),
+            overhead_goal,
+        ))
         for measurement, a, run_a, b, run_b, (goal, met) in comparisons:
             times_a, times_b = interleaved(run_a, run_b, args.rounds)
             rows.append(row(measurement, a, times_a, b, times_b, goal, met))
             print(f"done: {measurement}", flush=True)
+        fit_call, render_call = fixed_cost_per_call(objective, setup.adapter, setup.layer, root, max(args.rounds, 3))
 
     print()
     print(table(rows))
+    print(f"\nfixed cost of one call (one step, median wall time): Trainer.fit {fit_call * 1000:.0f} ms, "
+          f"render() {render_call * 1000:.0f} ms; render() adds {(render_call - fit_call) * 1000:.0f} ms per call "
+          "(parsing the config and building the Trainer)")
     if args.quick:
         print("\n(--quick: the tiny model's steps are mostly fixed per-step cost; its ratios say nothing of the goals)")
     print()

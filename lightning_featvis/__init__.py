@@ -16,6 +16,7 @@ from lightning_featvis.callbacks import (
 )
 from lightning_featvis.data import SentenceTargets, TargetDataModule
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.models import AnyModule, HuggingFaceVision, Layout, ModelAdapter
 from lightning_featvis.objectives import (
     ClassLogitObjective,
     DeepDreamObjective,
@@ -34,10 +35,12 @@ from lightning_featvis.params import (
     PhotoImage,
     PixelImage,
 )
+from lightning_featvis.rendering import Rendering, layers, render
 from lightning_featvis.schedule import Octave
 from lightning_featvis.targets import Target, parse_targets
 
 __all__ = [
+    "AnyModule",
     "AugmentationEnsemble",
     "ClassLogitObjective",
     "DecorrelatedImage",
@@ -48,10 +51,13 @@ __all__ = [
     "GaussianBlur",
     "GaussianPrior",
     "GrayscaleImage",
+    "HuggingFaceVision",
     "ImageLogger",
     "ImageParam",
     "ImageWriter",
+    "Layout",
     "MacoImage",
+    "ModelAdapter",
     "NeuronObjective",
     "Octave",
     "PhotoImage",
@@ -60,6 +66,7 @@ __all__ = [
     "PositionalJitter",
     "ReconstructionObjective",
     "ReconstructionReport",
+    "Rendering",
     "SentenceTargets",
     "Target",
     "TargetDataModule",
@@ -67,5 +74,7 @@ __all__ = [
     "TextReport",
     "TotalVariation",
     "VisualizationObjective",
+    "layers",
     "parse_targets",
+    "render",
 ]

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities.exceptions import (
 )
 
 from lightning_featvis.errors import FeatvisError, WriteError, is_write_failure
+from lightning_featvis.recipes import resolve_config_argument
 from lightning_featvis.trainer import FeatvisTrainer, check_checkpoint
 
 #: accelerators that need a CUDA device
@@ -74,7 +75,7 @@ class FeatvisCLI(LightningCLI):
             self.datamodule.run_fingerprint = config_fingerprint(self.config[self.subcommand].as_dict())
 
 
-def _featvis_error(err: BaseException) -> FeatvisError | None:
+def featvis_error(err: BaseException) -> FeatvisError | None:
     """The FeatvisError behind ``err`` (a refused write counts as one): the argument parser
     wraps errors raised while it instantiates classes, keeping the original on the chain."""
     while err is not None:
@@ -94,18 +95,31 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         threading.__excepthook__(args)
 
 
+def _with_recipes(args: list[str]) -> list[str]:
+    """``--config recipe:NAME`` (or ``--config=recipe:NAME``) names a packaged recipe's file."""
+    out, follows_config = [], False
+    for arg in args:
+        if follows_config:
+            arg = resolve_config_argument(arg)
+        elif arg.startswith("--config="):
+            arg = "--config=" + resolve_config_argument(arg[len("--config="):])
+        follows_config = arg == "--config"
+        out.append(arg)
+    return out
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``featvis``; bad input ends with one message, not a traceback."""
     threading.excepthook = _thread_excepthook
     try:
-        FeatvisCLI(args=args)
+        FeatvisCLI(args=_with_recipes(sys.argv[1:] if args is None else args))
     except SIGTERMException:
         # Lightning ends the step under way, lets callbacks save (ImageWriter writes what it
         # has), then raises this SystemExit whose status would be 0: report a signal's instead
         print("featvis: stopped by SIGTERM", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as err:
-        cause = _featvis_error(err)
+        cause = featvis_error(err)
         if cause is None:
             raise
         print(f"featvis: error: {cause}", file=sys.stderr)

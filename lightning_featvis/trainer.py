@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from lightning_featvis.errors import FeatvisError, WriteError, is_write_failure
-from lightning_featvis.layers import describe_layers, format_layers
+from lightning_featvis.layer_table import describe_layers, format_layers
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.run_folder import claim_version, release
 

@@ -22,6 +22,28 @@ def tiny_vit(**overrides) -> CustomViT:
     return CustomViT(**config)
 
 
+_HF_DIRS: dict[str, str] = {}
+
+
+def tiny_hf_vit_dir(task: str = "classification") -> str:
+    """A local directory holding a tiny random Hugging Face ViT (``save_pretrained``, 32 px,
+    patch 8, 5 classes) and its image processor config (mean 0.3, std 0.2: not a default)."""
+    if task not in _HF_DIRS:
+        import tempfile
+
+        import transformers
+
+        torch.manual_seed(0)
+        config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=64, image_size=32, patch_size=8, num_labels=5)
+        model = (transformers.ViTForImageClassification if task == "classification" else transformers.ViTModel)(config)
+        folder = tempfile.mkdtemp(prefix=f"tiny_hf_vit_{task}_")
+        model.save_pretrained(folder)
+        transformers.ViTImageProcessor(image_mean=[0.3] * 3, image_std=[0.2] * 3, size={"height": 32, "width": 32}).save_pretrained(folder)
+        _HF_DIRS[task] = folder
+    return _HF_DIRS[task]
+
+
 @pytest.fixture
 def tiny(tmp_path_factory):
     """A tiny ViT with fixed random weights (a checkpoint file), head included: torchvision

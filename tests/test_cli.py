@@ -12,7 +12,9 @@ from PIL import Image
 from lightning_featvis.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+# every config that ships: the repository's, the packaged recipes and the digits zoo's training
+CONFIG_DIRS = [ROOT / "configs", ROOT / "lightning_featvis" / "recipes", ROOT / "lightning_featvis" / "zoo" / "digits" / "configs"]
+CONFIGS = sorted(p for folder in CONFIG_DIRS for p in folder.rglob("*.yaml"))
 
 
 def offline(config: dict, tmp_path: Path) -> dict:
@@ -61,7 +63,7 @@ def one_row_table(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT)) for p in CONFIGS])
 def test_every_config_finishes_a_target_through_every_octave_offline(path, tmp_path):
     """Each shipped config, offline (random weights where they would be downloaded), with its
     octaves cut to 1-2 steps each but their sizes kept: a render finishes its first target,
@@ -168,7 +170,7 @@ def test_own_objective_runs_by_class_path(tmp_path):
 
 def test_blur_schedule_must_fit_the_octaves(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(ROOT / "configs" / "recipes" / "badger.yaml"), f"--trainer.default_root_dir={tmp_path}",
+        main(["fit", "--config", "recipe:badger", f"--trainer.default_root_dir={tmp_path}",
               "--model.init_args.octaves=[{steps: 2}]"])
     assert "2 sigma pairs for 1 octave(s): give one [start, end] pair for all octaves" in capsys.readouterr().err
 

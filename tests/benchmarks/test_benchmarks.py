@@ -20,9 +20,10 @@ def load(name: str):
 
 def test_step_overhead_quick_prints_all_rows(capsys):
     rows = load("step_overhead").main(["--quick", "--steps", "2", "--rounds", "1"])
-    assert len(rows) == 3 and all(row["a_ms"] > 0 and row["b_ms"] > 0 for row in rows)
+    assert len(rows) == 4 and all(row["a_ms"] > 0 and row["b_ms"] > 0 for row in rows)
     out = capsys.readouterr().out
-    assert "| overhead, 1 target" in out and "| early exit" in out
+    assert "| overhead, 1 target" in out and "| early exit" in out and "| render(), 1 target" in out
+    assert "fixed cost of one call" in out
 
 
 def test_patch_locality_quick_measures_every_model(capsys):

@@ -6,7 +6,8 @@ import inspect
 
 import pytest
 import torch
-from conftest import render, tiny_vit
+import torchvision
+from conftest import render, tiny_hf_vit_dir, tiny_vit
 
 import lightning_featvis.models as models
 import lightning_featvis.zoo.digits  # noqa: F401  (registers the zoo's adapters)
@@ -16,7 +17,7 @@ from lightning_featvis import (
     SentenceTargets,
     TextReconstructionObjective,
 )
-from lightning_featvis.layers import describe_layers
+from lightning_featvis.layer_table import describe_layers
 from lightning_featvis.models import ModelAdapter, TextModel
 from lightning_featvis.models.text import packaged_minilm
 from lightning_featvis.zoo.digits import DigitsCNN, DigitsGPT2, DigitsMixer, DigitsViT
@@ -42,6 +43,8 @@ TINY = {
     DigitsMixer: lambda: DigitsMixer(),
     DigitsGPT2: lambda: DigitsGPT2(),
     DigitsCNN: lambda: DigitsCNN(),
+    models.AnyModule: lambda: models.AnyModule(torchvision.models.resnet18(num_classes=5), image_size=32),
+    models.HuggingFaceVision: lambda: models.HuggingFaceVision(tiny_hf_vit_dir(), task="classification"),
 }
 
 

@@ -12,7 +12,7 @@ from conftest import render
 
 from lightning_featvis import NeuronObjective, Octave
 from lightning_featvis.errors import FeatvisError
-from lightning_featvis.layers import describe_layers
+from lightning_featvis.layer_table import describe_layers
 from lightning_featvis.models.feedforward import FeedForwardMixer
 from lightning_featvis.probe import Probe
 from lightning_featvis.units import parse_units, select

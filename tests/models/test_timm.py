@@ -5,7 +5,7 @@ import torch
 from conftest import FirstActivation, render
 
 from lightning_featvis import FeatvisError, NeuronObjective, Octave
-from lightning_featvis.layers import describe_layers
+from lightning_featvis.layer_table import describe_layers
 from lightning_featvis.models.timm_models import TimmModel
 
 TINY_VIT = dict(name="vit_tiny_patch16_224", model_kwargs=dict(img_size=16, patch_size=4, depth=2, num_classes=5))

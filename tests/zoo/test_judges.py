@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from lightning_featvis.layers import describe_layers
+from lightning_featvis.layer_table import describe_layers
 from lightning_featvis.models.adapter import Layout
 from lightning_featvis.probe import Probe
 from lightning_featvis.units import Unit, as_tokens, check_unit, select

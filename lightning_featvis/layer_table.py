@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.probe import Probe
 
@@ -32,8 +33,13 @@ def describe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
     modules = dict(net.named_modules())
     infos = []
     for name, output in outputs.items():
-        layout = adapter.layout(name)
-        described = layout.kind + (f" ({layout.prefix_tokens} class token)" if layout.prefix_tokens else "")
+        try:
+            layout = adapter.layout(name)
+        except FeatvisError:  # a plain module's layer whose layout its output cannot tell
+            described = "unknown (pass layout=)"
+        else:
+            prefix = layout.prefix_tokens
+            described = layout.kind + (" (1 class token)" if prefix == 1 else f" ({prefix} prefix tokens)" if prefix else "")
         kind = type(modules[name]).__name__
         infos.append(LayerInfo(name or "(output)", kind, tuple(output.shape), described))
     return infos

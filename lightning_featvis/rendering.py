@@ -1,0 +1,288 @@
+"""One call from Python or a notebook: :func:`render` builds what ``featvis fit`` builds (the
+same ``FeatvisCLI`` parses the same config: the objective, the data module, the callbacks and the
+Trainer) and returns a :class:`Rendering` of the images; :func:`layers` is ``featvis layers`` as
+data.
+
+Shapes: N targets, C channels, S the canvas side.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.utils import make_grid
+
+from lightning_featvis.callbacks import GroupResultHook, ImageWriter
+from lightning_featvis.cli import FeatvisCLI, featvis_error
+from lightning_featvis.data import TargetDataModule
+from lightning_featvis.errors import FeatvisError
+from lightning_featvis.layer_table import LayerInfo, describe_layers
+from lightning_featvis.models.adapter import ModelAdapter
+from lightning_featvis.models.any_module import AnyModule, adapter_for
+from lightning_featvis.objectives.base import VisualizationObjective
+from lightning_featvis.recipes import load_recipe
+from lightning_featvis.results import GroupResult
+from lightning_featvis.targets import Target
+
+#: the recipe a call without ``recipe=`` uses: Lucent's defaults (colour, Fourier basis,
+#: small transformations), the common ground for models of natural images
+DEFAULT_RECIPE = "lucent"
+ADAPTER_OPTIONS = set(inspect.signature(AnyModule.__init__).parameters) - {"self", "module"}
+
+
+@dataclass
+class Rendering:
+    """What :func:`render` made.
+
+    Attributes:
+        images: the final images ``[N, C, S, S]`` in [0, 1], on the CPU, in target order.
+        targets: the targets (:class:`~lightning_featvis.Target`; ``.key`` is ``layer:unit``),
+            in config order.
+        activations: each target's final mean activation ``[N]``.
+        losses: each target's final loss ``[N]``.
+        notes: per target, ``""`` or why it stopped early.
+        log_dir: the run's folder (its PNGs, manifest and TensorBoard log), if it logged.
+    """
+
+    images: torch.Tensor
+    targets: list[Target]
+    activations: torch.Tensor
+    losses: torch.Tensor
+    notes: list[str] = field(default_factory=list)
+    log_dir: Path | None = None
+
+    def to_pil(self) -> list[Image.Image]:
+        """One PIL image per target."""
+        return [Image.fromarray(_as_uint8(image)) for image in self.images]
+
+    def grid(self, nrow: int = 8, padding: int = 2) -> Image.Image:
+        """All images in one PIL image, ``nrow`` to a row."""
+        return Image.fromarray(_as_uint8(make_grid(self.images, nrow=nrow, padding=padding, pad_value=1.0)))
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.grid().save(buffer, format="png")
+        return buffer.getvalue()
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the PNGs and ``manifest.csv`` into ``directory``, as ``featvis fit`` writes them."""
+        writer = ImageWriter()
+        writer.directory = Path(directory)
+        writer.write_group(GroupResult(list(self.targets), self.images, self.activations, self.losses, list(self.notes)))
+        return writer.directory
+
+
+def _as_uint8(image: torch.Tensor):
+    """``[C, H, W]`` in [0, 1] as ``[H, W, 3]`` uint8 (grey repeated), as the PNGs are written."""
+    image = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+    return image.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+class _Collector(GroupResultHook):
+    """Keeps every finished group (rank 0 of an in-process run)."""
+
+    def __init__(self) -> None:
+        self.results: list[GroupResult] = []
+
+    def on_target_group_end(self, trainer, objective, result) -> None:
+        if trainer.is_global_zero:
+            self.results.append(result)
+
+
+def _split_options(options: Mapping, objective_class: type, callbacks: list[dict]) -> dict[str, dict]:
+    """Route each option by name: the adapter's, the objective's, the data module's, a
+    callback's (by its class name, with a dict of its arguments; ``None`` removes it) or the
+    Trainer's."""
+    routes = {"adapter": {}, "model": {}, "data": {}, "trainer": {}, "callbacks": {}}
+    objective_args = set(inspect.signature(objective_class.__init__).parameters) - {"self", "network"}
+    data_args = set(inspect.signature(TargetDataModule.__init__).parameters) - {"self", "targets"}
+    trainer_args = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    callback_names = {cb["class_path"].rsplit(".", 1)[-1] for cb in callbacks}
+    for name, value in options.items():
+        if name in ADAPTER_OPTIONS:
+            routes["adapter"][name] = value
+        elif name in objective_args:
+            routes["model"][name] = value
+        elif name in data_args:
+            routes["data"][name] = value
+        elif name in callback_names or (value is not None and name[:1].isupper()):
+            routes["callbacks"][name] = value
+        elif name in trainer_args:
+            routes["trainer"][name] = value
+        else:
+            raise FeatvisError(f"render: unknown option {name!r}; options are the objective's "
+                               f"({', '.join(sorted(objective_args))}), the data module's ({', '.join(sorted(data_args))}), "
+                               f"the model's ({', '.join(sorted(ADAPTER_OPTIONS))}), a callback's by class name, or the Trainer's")
+    return routes
+
+
+def render_config(targets: Sequence[str] | str, recipe: str | None = None, steps: int | None = None, seed: int = 0,
+                  **options: object) -> tuple[dict, dict]:
+    """The config :func:`render` runs (a dict, as a YAML file holds it) and the options that
+    go to the model's adapter."""
+    config = copy.deepcopy(load_recipe(recipe or DEFAULT_RECIPE))
+    config["seed_everything"] = seed
+    model = config.setdefault("model", {}).setdefault("init_args", {})
+    objective_class = _import(config["model"]["class_path"])
+    trainer = config.setdefault("trainer", {})
+    callbacks = trainer.setdefault("callbacks", [])
+    routes = _split_options(options, objective_class, callbacks)
+    if steps is not None:
+        if not isinstance(steps, int) or steps < 1:
+            raise FeatvisError(f"steps must be a positive number of steps, got {steps!r}")
+        model["octaves"] = [{"steps": steps}]  # one octave at the model's input size
+    for name, value in routes["model"].items():
+        model[name] = value
+    data = config.setdefault("data", {"class_path": "lightning_featvis.TargetDataModule"}).setdefault("init_args", {})
+    data["targets"] = [targets] if isinstance(targets, str) else list(targets)
+    data.update(routes["data"])
+    for name, value in routes["callbacks"].items():
+        matching = [cb for cb in callbacks if cb["class_path"].rsplit(".", 1)[-1] == name]
+        if value is None:
+            callbacks[:] = [cb for cb in callbacks if cb not in matching]
+        elif matching:
+            for cb in matching:
+                cb.setdefault("init_args", {}).update(value)
+        else:
+            callbacks.append({"class_path": f"lightning_featvis.{name}", "init_args": dict(value)})
+    trainer.update(routes["trainer"])
+    return config, routes["adapter"]
+
+
+def _import(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, *, recipe: str | None = None,
+           steps: int | None = None, seed: int = 0, **options: object) -> Rendering:
+    """Render ``targets`` of ``model``; return the images.
+
+    Args:
+        model: an ``nn.Module`` (torchvision, timm, Hugging Face or your own; see
+            :class:`~lightning_featvis.models.AnyModule`) or one of the package's adapters.
+        targets: target strings as in a config, e.g. ``["heads.head:class=3",
+            "encoder.layers.encoder_layer_1:neuron=0-3"]``.
+        recipe: a packaged recipe (:func:`recipe_names`: ``best``, ``lucent``, ``badger``, ...);
+            default ``lucent``.
+        steps: one octave of ``steps`` steps at the model's input size (default: the recipe's
+            octaves).
+        seed: the run's seed (``seed_everything``).
+        **options: by name, the objective's arguments (``loss_form``, ``param``, ...), the data
+            module's (``group_size``), the model's (``image_size``, ``layout``, ``mean``,
+            ``std``), a callback's by its class name (``TotalVariation={"weight": 0.5}``;
+            ``None`` removes it) and the Trainer's (``accelerator``, ``devices``,
+            ``precision``, ``default_root_dir``, ``logger``, ...). Values are what a YAML
+            config holds (numbers, strings, lists, ``{"class_path": ..., "init_args": ...}``);
+            ``callbacks=`` takes callback instances of your own, added to the recipe's.
+
+    The run is the one ``featvis fit`` makes of the same config (:func:`render_config`): the
+    same objects, callbacks and Trainer, writing the same PNGs, manifest and TensorBoard log
+    into a new ``lightning_logs/version_N`` (under ``default_root_dir``; ``logger=False``
+    writes nothing). Each call renders afresh: resuming is the command line's.
+    The model is frozen for the run and given back as it was (its mode and ``requires_grad``).
+    """
+    extra_callbacks = list(options.pop("callbacks", None) or [])
+    if not all(isinstance(cb, L.Callback) for cb in extra_callbacks):
+        raise FeatvisError("render: callbacks= takes Lightning callback instances (the recipe's own are set by class name)")
+    config, adapter_options = render_config(targets, recipe, steps, seed, **options)
+    adapter = adapter_for(model, **adapter_options)
+    module = model if isinstance(model, nn.Module) else None
+    state = _module_state(module)
+    try:
+        cli = FeatvisCLI(args=config, run=False)
+        objective = cli.model
+        if not isinstance(objective, VisualizationObjective):
+            raise FeatvisError(f"render: the recipe's model is {type(objective).__name__}, not a visualization objective")
+        objective.network = adapter  # built in setup, so nothing was built from the recipe's
+        collector = _Collector()
+        cli.trainer.callbacks.extend([*extra_callbacks, collector])
+        cli.trainer.fit(objective, datamodule=cli.datamodule)
+        targets_in_order = _planned_targets(objective, cli.datamodule)
+    except Exception as err:
+        cause = featvis_error(err)
+        if cause is None or cause is err:
+            raise
+        raise cause from err
+    finally:
+        _restore(module, state)
+    log_dir = Path(cli.trainer.log_dir) if cli.trainer.logger is not None and cli.trainer.log_dir else None
+    return _rendering(collector.results, targets_in_order, cli.trainer, log_dir)
+
+
+def _module_state(module: nn.Module | None) -> tuple[bool, list[bool]] | None:
+    if module is None:
+        return None
+    return module.training, [p.requires_grad for p in module.parameters()]
+
+
+def _restore(module: nn.Module | None, state: tuple[bool, list[bool]] | None) -> None:
+    if module is None or state is None:
+        return
+    module.train(state[0])
+    for parameter, requires_grad in zip(module.parameters(), state[1]):
+        parameter.requires_grad_(requires_grad)
+
+
+def _rendering(results: list[GroupResult], targets: Sequence[Target], trainer: L.Trainer,
+               log_dir: Path | None) -> Rendering:
+    """The results in config order: from this process, or (ranks that ran in spawned
+    processes) from the PNGs and manifest the run wrote."""
+    found = {t.key: (t, img, a, loss, note) for r in results
+             for t, img, a, loss, note in zip(r.targets, r.images, r.activations, r.losses, r.notes or [""] * len(r.targets))}
+    missing = [t for t in targets if t.key not in found]
+    if missing:
+        found.update(_read_written(trainer, log_dir, missing))
+    missing = [t.key for t in targets if t.key not in found]
+    if missing:
+        raise FeatvisError(f"render: no result for {', '.join(missing[:3])}: where the ranks run in other processes, "
+                           "the results are read back from the images the run wrote (keep its ImageWriter and logger)")
+    picked = [found[t.key] for t in targets]
+    targets, images, activations, losses, notes = zip(*picked)
+    return Rendering(torch.stack(list(images)), list(targets), torch.tensor([float(a) for a in activations]),
+                     torch.tensor([float(x) for x in losses]), list(notes), log_dir)
+
+
+def _read_written(trainer: L.Trainer, log_dir: Path | None, targets: list[Target]) -> dict:
+    """``targets``' rows of the run's ``manifest.csv``, with their PNGs, by key."""
+    from torchvision.io import read_image
+
+    writers = [cb for cb in trainer.callbacks if isinstance(cb, ImageWriter)]
+    if not writers or log_dir is None or not (log_dir / writers[0].dirname / "manifest.csv").is_file():
+        return {}
+    directory = log_dir / writers[0].dirname
+    with (directory / "manifest.csv").open(newline="") as handle:
+        rows = {row["target"]: row for row in csv.DictReader(handle)}
+    found = {}
+    for target in targets:
+        row = rows.get(target.key)
+        if row is not None:
+            image = read_image(str(directory / row["file"])).float() / 255
+            found[target.key] = (target, image, float(row["activation"]), float(row["loss"]),
+                                 "" if row["status"] == "ok" else row["status"])
+    return found
+
+
+def _planned_targets(objective: VisualizationObjective, datamodule: TargetDataModule) -> tuple[Target, ...]:
+    """The run's targets in config order: from its plan, or (the ranks ran in spawned
+    processes, whose plans stay there) parsed here the way the data module parses them."""
+    if objective.plan is not None:
+        return objective.plan.targets
+    return tuple(datamodule.parse(objective.run_request(datamodule.data())))
+
+
+def layers(model: nn.Module | ModelAdapter, **options: object) -> list[LayerInfo]:
+    """Every addressable layer of ``model`` with its output shape and layout (the table
+    ``featvis layers`` prints), as data; ``options`` as :func:`render`'s model options."""
+    return describe_layers(adapter_for(model, **options))
