@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import csv
 import inspect
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -193,6 +195,29 @@ def render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, *, rec
     writes nothing). Each call renders afresh: resuming is the command line's.
     The model is frozen for the run and given back as it was (its mode and ``requires_grad``).
     """
+    with tempfile.TemporaryDirectory(prefix="featvis_render_") as scratch:
+        # tensors in a config are files, as in YAML: the CLI's parser reads the same thing
+        options = _tensors_as_files(options, Path(scratch))
+        return _render(model, targets, recipe, steps, seed, options)
+
+
+def _tensors_as_files(options: dict, folder: Path) -> dict:
+    """``directions={"sae": W}`` with tensors or arrays saved as ``.pt`` files in ``folder``."""
+    sets = options.get("directions")
+    if not isinstance(sets, Mapping):
+        return options
+    files = {}
+    for name, value in sets.items():
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            path = folder / f"direction_{name}.pt"
+            torch.save(torch.as_tensor(value).detach().cpu(), path)
+            value = str(path)
+        files[name] = value
+    return {**options, "directions": files}
+
+
+def _render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, recipe: str | None, steps: int | None,
+            seed: int, options: dict) -> Rendering:
     extra_callbacks = list(options.pop("callbacks", None) or [])
     if not all(isinstance(cb, L.Callback) for cb in extra_callbacks):
         raise FeatvisError("render: callbacks= takes Lightning callback instances (the recipe's own are set by class name)")

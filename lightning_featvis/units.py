@@ -9,9 +9,12 @@ model adapter, never from the tensor's rank.
 Unit specifications are short strings, e.g. ``neuron=5`` (one neuron in all patches),
 ``neuron=[0,1,2]`` (three neurons together), ``neuron=5 patch=12`` (one neuron in one patch),
 ``patch=12`` (all neurons of one patch), ``class=3`` (a class logit), ``all`` (the whole
-layer), ``neuron=5 cls=1`` (include the class token). A range ``a-b`` expands into one unit
+layer), ``neuron=5 cls=1`` (include the class token), ``direction=sae[3]`` (row 3 of the
+direction set ``sae``, see :mod:`lightning_featvis.directions`; with ``patch=`` and ``cls=`` as
+for neurons). A range ``a-b`` expands into one unit
 per value; a bracketed list is one unit. ``*`` is every index of the layer (``neuron=*``: one
-unit per neuron, ``class=*``: per class, ``patch=*``: per patch); it needs the layer's sizes,
+unit per neuron, ``class=*``: per class, ``patch=*``: per patch, ``direction=sae[*]``: per row
+of the set); it needs the layer's sizes,
 which the objective gives when it reads the targets.
 """
 
@@ -29,7 +32,8 @@ from lightning_featvis.models.adapter import Layout
 # a range wider than this is a typo, not a layer (ViT-H/14's MLP has 5120 neurons, a 1000-class
 # head, ImageNet-21k's 21843 classes): refuse it before expanding it
 MAX_RANGE = 100_000
-_KEYS = {"neuron": "neurons", "neurons": "neurons", "patch": "patches", "patches": "patches", "class": "class", "cls": "cls"}
+_KEYS = {"neuron": "neurons", "neurons": "neurons", "patch": "patches", "patches": "patches", "class": "class", "cls": "cls",
+         "direction": "direction"}
 
 
 @dataclass(frozen=True)
@@ -42,17 +46,22 @@ class Unit:
             ``None`` means every patch, ``()`` none (with ``class_token``: the class token alone).
         class_token: also select the class (prefix) tokens.
         is_class: the neurons are class logits (only changes the name).
+        direction: ``(set, row)``: the selected tokens projected on that direction instead of
+            their neurons (the objective projects them, :meth:`~lightning_featvis.directions.DirectionSets.project`).
     """
 
     neurons: tuple[int, ...] | None = None
     patches: tuple[int, ...] | None = None
     class_token: bool = False
     is_class: bool = False
+    direction: tuple[str, int] | None = None
 
     @property
     def name(self) -> str:
         """A file-name-safe description, e.g. ``neuron5_patch12`` or ``class3``."""
         parts = []
+        if self.direction is not None:
+            parts.append(f"{self.direction[0]}{self.direction[1]}")
         if self.neurons is not None:
             word = "class" if self.is_class else "neuron"
             parts.append(f"{word}{self.neurons[0]}" if len(self.neurons) == 1 else f"{word}s{_join(self.neurons)}")
@@ -96,6 +105,20 @@ def _parse_value(key: str, text: str, size: int | None = None) -> list[tuple[int
     return [(v,) for v in ints(text)]
 
 
+def _parse_direction(text: str, sizes: dict | None) -> list[tuple[str, int]]:
+    """``sae[3]`` -> [("sae", 3)]; ``sae[0-2]`` -> three; ``sae[*]`` -> one per row of the set."""
+    m = re.fullmatch(r"(\w+)\[([^\]]*)\]", text.strip())
+    if not m:
+        raise FeatvisError(f"cannot read direction={text!r}: use direction=NAME[ROW], e.g. direction=sae[3], "
+                           "a range direction=sae[0-15] or every row direction=sae[*]")
+    name, rows = m.group(1), m.group(2).strip()
+    known = (sizes or {}).get("directions")
+    if rows == "*" and known is not None and name not in known:
+        raise FeatvisError(f"unknown direction set {name!r}; the sets are {', '.join(sorted(known)) or 'none'}")
+    size = known.get(name) if known is not None else None
+    return [(name, row) for (row,) in _parse_value(f"direction={name}[...]", rows, size)]
+
+
 def parse_units(spec: str, sizes: dict[str, int] | None = None) -> list[Unit]:
     """Expand one unit specification (see the module docstring) into units.
 
@@ -114,7 +137,9 @@ def parse_units(spec: str, sizes: dict[str, int] | None = None) -> list[Unit]:
                 f"cannot read unit {token!r} in {spec!r}; use neuron=, patch=, class=, cls=1 or 'all'"
             )
         field = _KEYS[key]
-        if field == "cls":
+        if field == "direction":
+            axes["direction"] = _parse_direction(value, sizes)
+        elif field == "cls":
             axes["cls"] = [value.lower() in ("1", "true", "yes")]
         elif field == "patches" and value == "cls":
             axes["patches"], axes["cls"] = [()], [True]
@@ -123,6 +148,9 @@ def parse_units(spec: str, sizes: dict[str, int] | None = None) -> list[Unit]:
             axes[field] = _parse_value(key, value, size)
     if "class" in axes and ("neurons" in axes or "patches" in axes):
         raise FeatvisError(f"{spec!r}: class= cannot be combined with neuron= or patch=")
+    if "direction" in axes and ("neurons" in axes or "class" in axes):
+        raise FeatvisError(f"{spec!r}: direction= projects all neurons of the tokens on the direction; "
+                           "it cannot be combined with neuron= or class= (patch= and cls= pick the tokens)")
     fields = list(axes)
     units = []
     for combo in itertools.product(*(axes[f] for f in fields)):
@@ -135,6 +163,7 @@ def parse_units(spec: str, sizes: dict[str, int] | None = None) -> list[Unit]:
                     neurons=values.get("neurons"),
                     patches=values.get("patches"),
                     class_token=values.get("cls", False),
+                    direction=values.get("direction"),
                 )
             )
     return units
@@ -175,11 +204,9 @@ def check_unit(unit: Unit, layout: Layout, tokens_shape: tuple[int, ...], layer:
         raise FeatvisError(f"{where} has no class token ({layout.kind} layout); drop cls=")
 
 
-def select(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
-    """The activations ``unit`` names in a layer output, flattened to ``[B, N]``.
-
-    Class tokens are left out unless ``unit.class_token`` is set.
-    """
+def select_tokens(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
+    """The tokens ``unit`` names (its patches, and class tokens if ``unit.class_token``), all
+    their neurons: ``[B, t, D]``."""
     tokens = as_tokens(acts, layout)
     prefix = layout.prefix_tokens
     if unit.patches is None:
@@ -189,6 +216,19 @@ def select(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
         index = list(range(prefix)) if unit.class_token else []
         index += [prefix + p for p in unit.patches]
         tokens = tokens[:, index]
+    return tokens
+
+
+def select(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
+    """The activations ``unit`` names in a layer output, flattened to ``[B, N]``.
+
+    Class tokens are left out unless ``unit.class_token`` is set. A direction unit's tokens are
+    projected by the objective (:func:`select_tokens`), not here.
+    """
+    if unit.direction is not None:
+        raise FeatvisError(f"direction={unit.direction[0]}[{unit.direction[1]}] needs an objective with direction "
+                           "sets (NeuronObjective and its subclasses, directions: {name: file})")
+    tokens = select_tokens(acts, layout, unit)
     if unit.neurons is not None:
         tokens = tokens[..., list(unit.neurons)]
     return tokens.flatten(1)

@@ -172,8 +172,12 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
         with torch.no_grad():
             acts = Probe(self.net, layers, stop=False)(torch.zeros(1, 3, s, s))
         for target in targets:
-            tokens = as_tokens(acts[target.layer], self.network.layout(target.layer))
-            check_unit(target.unit, self.network.layout(target.layer), tuple(tokens.shape), target.layer)
+            self.check_unit(target, tuple(as_tokens(acts[target.layer], self.network.layout(target.layer)).shape))
+
+    def check_unit(self, target: Target, tokens_shape: tuple[int, ...]) -> None:
+        """Refuse ``target`` if its unit does not fit its layer, whose output viewed as tokens
+        has shape ``tokens_shape`` ``[1, T, D]``."""
+        check_unit(target.unit, self.network.layout(target.layer), tokens_shape, target.layer)
 
     # --- the forward pass ------------------------------------------------------------------
 

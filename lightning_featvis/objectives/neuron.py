@@ -1,4 +1,5 @@
-"""Maximise neurons of a layer: one neuron in all patches, sets of neurons, single patches."""
+"""Maximise neurons of a layer: one neuron in all patches, sets of neurons, single patches, and
+directions (``direction=sae[3]``)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ from typing import Literal
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from lightning_featvis.directions import DirectionForm, DirectionSets
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.params import ImageParam
 from lightning_featvis.schedule import Octave
 from lightning_featvis.targets import Target
+from lightning_featvis.units import select_tokens
 
 
 class NeuronObjective(VisualizationObjective):
     """Drive the units named by the targets (``neuron=5``, ``neuron=5 patch=12``, ``patch=12``,
-    ``neuron=[0,1,2]``, ``class=3`` on a logits layer, ``all``).
+    ``neuron=[0,1,2]``, ``class=3`` on a logits layer, ``all``, ``direction=sae[3]``).
 
     Args:
         layer: default layer for targets that name none, e.g. ``encoder.layers.encoder_layer_3``.
@@ -31,6 +34,12 @@ class NeuronObjective(VisualizationObjective):
         log_softmax_logits: units of a logits layer (``class=k``) are read as log-probabilities
             (log-softmax over the classes) instead of raw logits, so raising class k also means
             lowering the others: class images then show what separates k from the rest.
+        directions: named direction sets for ``direction=NAME[ROW]`` units: ``{name: file}``
+            (a ``[D]`` vector or ``[K, D]`` matrix, ``.pt`` or ``.npy``; in Python also a
+            tensor), see :mod:`lightning_featvis.directions`.
+        direction_form: how a direction unit's tokens are projected: ``dot``, ``cosine`` or
+            ``cossim`` (Lucid's dot times cosine to the power ``cossim_pow``).
+        cossim_pow: the power of the ``cossim`` form.
     """
 
     def __init__(
@@ -42,6 +51,9 @@ class NeuronObjective(VisualizationObjective):
         reduction: Literal["sum", "mean"] = "sum",
         scale: float = 1.0,
         log_softmax_logits: bool = False,
+        directions: dict[str, str] | None = None,
+        direction_form: DirectionForm = "dot",
+        cossim_pow: float = 1.0,
         octaves: list[Octave] | None = None,
         param: ImageParam | None = None,
         optimizer: OptimizerCallable | None = None,
@@ -49,12 +61,25 @@ class NeuronObjective(VisualizationObjective):
         super().__init__(network=network, octaves=octaves, param=param, optimizer=optimizer)
         self.layer, self.loss_form, self.constant, self.scale = layer, loss_form, constant, scale
         self.reduction, self.log_softmax_logits = reduction, log_softmax_logits
+        self.directions = DirectionSets(directions, direction_form, cossim_pow)
 
     @property
     def default_layer(self) -> str | None:
         return self.layer
 
+    def unit_sizes(self, layer: str) -> dict:
+        return {**super().unit_sizes(layer), "directions": self.directions.sizes()}
+
+    def check_unit(self, target: Target, tokens_shape: tuple[int, ...]) -> None:
+        super().check_unit(target, tokens_shape)
+        if target.unit.direction is not None:
+            name, row = target.unit.direction
+            self.directions.check(name, row, tokens_shape[-1], target.layer)
+
     def select(self, acts: dict[str, torch.Tensor], target: Target) -> torch.Tensor:
+        if target.unit.direction is not None:  # [B, t]: each token projected on the direction
+            tokens = select_tokens(acts[target.layer], self.network.layout(target.layer), target.unit)
+            return self.directions.project(tokens, *target.unit.direction)
         if self.log_softmax_logits and self.network.layout(target.layer).kind == "logits":
             acts = {**acts, target.layer: acts[target.layer].float().log_softmax(dim=-1)}
         return super().select(acts, target)
