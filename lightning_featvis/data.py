@@ -60,7 +60,8 @@ class TargetDataModule(L.LightningDataModule):
             folders) and :attr:`run_fingerprint`, which ``featvis`` sets from the config.
     """
 
-    def __init__(self, targets: list[str] | str = "neuron=0", group_size: int = 16, resume: bool = True) -> None:
+    def __init__(self, targets: list[str | list[tuple[float, str]]] | str = "neuron=0", group_size: int = 16,
+                 resume: bool = True) -> None:
         super().__init__()
         self.specs, self.requested_group_size, self.resume = targets, group_size, resume
         self.run_fingerprint: str | None = None
@@ -73,9 +74,9 @@ class TargetDataModule(L.LightningDataModule):
         if self.requested_group_size < 1:
             raise FeatvisError(f"group_size must be >= 1, got {self.requested_group_size}")
         targets = self.expand(parse_targets(self.specs, request.unit_sizes, request.default_layer))
-        if request.default_layer is None and any(t.layer is None for t in targets):
+        if request.default_layer is None and any(part.layer is None for t in targets for part in t.parts):
             raise FeatvisError("targets name no layer and the objective has no default layer: set model.layer")
-        return [t if t.layer is not None else replace(t, layer=request.default_layer) for t in targets]
+        return [t.resolved(request.default_layer) for t in targets]
 
     def expand(self, targets: list[Target]) -> list[Target]:
         """The run's targets from the parsed specifications (all of them, as they are)."""

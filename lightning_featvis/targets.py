@@ -1,13 +1,34 @@
 """Targets: which units a run visualises (a layer and a unit, and for text runs a sentence),
-parsed from specifications such as ``heads.head:class=0-9``, and the groups they are cut into."""
+parsed from specifications such as ``heads.head:class=0-9``, and the groups they are cut into.
+
+A target may also be a weighted sum of units, across layers (objective algebra):
+``"0.5 * encoder.layers.encoder_layer_1:neuron=3 - encoder.layers.encoder_layer_3:neuron=7"``
+(terms separated by `` + `` or `` - `` with spaces around them, each an optional weight and
+``*`` before one unit), or in YAML the list form ``[[0.5, "layer:neuron=3"], [-1, "layer:neuron=7"]]``.
+Its loss is the weighted sum of its terms' losses, so its gradient is the weighted sum of theirs.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.units import Unit, parse_units
+
+
+@dataclass(frozen=True)
+class Term:
+    """One weighted unit of a sum: ``weight`` times ``unit`` of ``layer``."""
+
+    weight: float
+    layer: str | None
+    unit: Unit
+
+    @property
+    def key(self) -> str:
+        return f"{self.weight:g}*{self.layer or ''}:{self.unit.name}"
 
 
 @dataclass(frozen=True)
@@ -19,12 +40,27 @@ class Target:
     layer: str | None
     unit: Unit
     sentence: int | None = None
+    #: a weighted sum of units (empty: the target is ``unit`` of ``layer``); ``layer`` is then
+    #: the first term's, for tags and tables
+    terms: tuple[Term, ...] = ()
+
+    @property
+    def parts(self) -> tuple[Term, ...]:
+        """The weighted units this target drives: its terms, or its own unit with weight 1."""
+        return self.terms or (Term(1.0, self.layer, self.unit),)
+
+    @property
+    def description(self) -> str:
+        """The unit's name, or a sum's terms, e.g. ``0.5*encoder.layers.encoder_layer_1:neuron3 + ...``."""
+        return " + ".join(term.key for term in self.terms) if self.terms else self.unit.name
 
     @property
     def key(self) -> str:
         """Stable identity (seeds the canvas and jitter), e.g. ``encoder.layers.encoder_layer_3:neuron5``
         or, with a sentence, ``transformer.h.0:all@2``."""
         suffix = "" if self.sentence is None else f"@{self.sentence}"
+        if self.terms:
+            return f"sum({self.description}){suffix}"
         return f"{self.layer or ''}:{self.unit.name}{suffix}"
 
     @property
@@ -32,7 +68,18 @@ class Target:
         """File name without extension, e.g. ``encoder.layers.encoder_layer_3__neuron5`` (with a
         sentence: ``transformer.h.0__all__sentence2``)."""
         suffix = "" if self.sentence is None else f"__sentence{self.sentence}"
+        if self.terms:
+            safe = re.sub(r"[^\w.+-]+", "_", "__".join(f"{term.weight:g}x{term.layer or 'output'}.{term.unit.name}"
+                                                     for term in self.terms))
+            return f"sum__{safe}{suffix}"
         return f"{self.layer or 'output'}__{self.unit.name}{suffix}"
+
+    def resolved(self, default_layer: str | None) -> Target:
+        """This target with ``default_layer`` for the layer it (or a term) leaves out."""
+        if not self.terms:
+            return self if self.layer is not None else replace(self, layer=default_layer)
+        terms = tuple(term if term.layer is not None else replace(term, layer=default_layer) for term in self.terms)
+        return replace(self, layer=terms[0].layer, terms=terms)
 
 
 def parse_targets(
@@ -54,6 +101,10 @@ def parse_targets(
         specs = [specs]
     targets = []
     for spec in specs:
+        terms = _sum_terms(spec)
+        if terms is not None:
+            targets.append(Target(terms[0].layer, Unit(), terms=terms))
+            continue
         layer, sep, unit_spec = str(spec).rpartition(":")
         layer = layer if sep else None
         sized = layer if layer is not None else default_layer  # "" is the network's output
@@ -68,6 +119,44 @@ def parse_targets(
         dup = sorted({k for k in keys if keys.count(k) > 1})
         raise FeatvisError(f"targets repeat: {', '.join(dup)}")
     return targets
+
+
+_OPERATOR = re.compile(r"\s+([+-])\s+")
+_WEIGHTED = re.compile(r"^\s*(-?\s*[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*(.+)$")
+
+
+def _sum_terms(spec: object) -> tuple[Term, ...] | None:
+    """The terms of a sum specification (a string with `` + ``/`` - `` or a ``w *`` weight, or
+    a list of ``[weight, spec]`` pairs); None for a plain one."""
+    if isinstance(spec, (list, tuple)):
+        pairs = []
+        for item in spec:
+            if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], str)):
+                raise FeatvisError(f"a sum target is a list of [weight, unit] pairs, e.g. [[0.5, 'layer:neuron=3'], "
+                                   f"[-1, 'layer:neuron=7']]; got {item!r}")
+            pairs.append((float(item[0]), item[1]))
+    else:
+        text = str(spec).strip()
+        pieces = _OPERATOR.split(text)
+        if len(pieces) == 1 and not _WEIGHTED.match(text):
+            return None
+        signs = ["+"] + pieces[1::2]
+        pairs = []
+        for sign, piece in zip(signs, pieces[0::2]):
+            match = _WEIGHTED.match(piece)
+            weight, unit_spec = (float(match.group(1).replace(" ", "")), match.group(2)) if match else (1.0, piece)
+            if unit_spec.startswith("-") and not match:
+                weight, unit_spec = -1.0, unit_spec[1:].strip()
+            pairs.append((-weight if sign == "-" else weight, unit_spec))
+    terms = []
+    for weight, unit_spec in pairs:
+        layer, sep, unit_text = unit_spec.strip().rpartition(":")
+        units = parse_units(unit_text)
+        if len(units) != 1:
+            raise FeatvisError(f"a term of a sum names one unit, but {unit_spec!r} names {len(units)}: "
+                               "write each term as one unit (no ranges or *)")
+        terms.append(Term(weight, layer if sep else None, units[0]))
+    return tuple(terms)
 
 
 @dataclass(frozen=True)

@@ -46,5 +46,6 @@ class ImageLogger(GroupResultHook):
         for writer in writers:
             writer.add_image(f"{model}/final", make_grid(result.images, nrow=8, padding=2), trainer.global_step)
             for target, image in zip(result.targets, result.images):
-                writer.add_image(f"{model}/{target.layer or 'output'}/{target.unit.name}", image, trainer.global_step)
+                where = f"{target.layer or 'output'}/{target.unit.name}" if not target.terms else f"sum/{target.description}"
+                writer.add_image(f"{model}/{where}", image, trainer.global_step)
             writer.flush()

@@ -106,7 +106,7 @@ class ImageWriter(GroupResultHook):
             rows = []
             for target, image in zip(targets, images):
                 name = self.write_png(partial, target, image)
-                rows.append(dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name, step=step))
+                rows.append(dict(target=target.key, layer=target.layer, unit=target.description, file=name, step=step))
             atomic_write_csv(partial / "manifest.csv", self.PARTIAL_FIELDS, rows)
             where += f"; the {len(rows)} unfinished ones, as they were at step {step}, in {partial}"
         print(stop_message(exception, where), file=sys.stderr)
@@ -139,7 +139,7 @@ class ImageWriter(GroupResultHook):
                                                          result.losses, notes):
             name = self.write_png(self.directory, target, image)
             rows.append(
-                dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name,
+                dict(target=target.key, layer=target.layer, unit=target.description, file=name,
                      activation=f"{float(activation):.6g}", loss=f"{float(loss):.6g}", status=note or "ok")
             )
         atomic_write_csv(self.directory / "manifest.csv", self.FIELDS, rows)

@@ -76,7 +76,7 @@ class ReconstructionReport(GroupResultHook):
         for target, view, row in zip(result.targets, views, pl_module.fidelity(views.to(pl_module.device), result.targets)):
             position = order[target.key]
             self.images[position] = view
-            self.rows[position] = dict(target=target.key, layer=target.layer, unit=target.unit.name, **row)
+            self.rows[position] = dict(target=target.key, layer=target.layer, unit=target.description, **row)
             for writer in tensorboard_writers(trainer):
                 for name in ("psnr", "ssim", "accurate"):
                     writer.add_scalar(f"{pl_module.network.name}/reconstruction/{name}", float(row[name]), position)

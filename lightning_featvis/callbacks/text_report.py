@@ -115,7 +115,7 @@ class TextReport(GroupResultHook):
             buffer = io.BytesIO()
             torch.save(e_g[: pl_module.token_count(target)].clone(), buffer)
             atomic_write(self.directory / name, buffer.getvalue())
-            self.rows[position] = dict(target=target.key, layer=target.layer, unit=target.unit.name, file=name, **row)
+            self.rows[position] = dict(target=target.key, layer=target.layer, unit=target.description, file=name, **row)
             for writer in writers:
                 writer.add_text(f"{model}/text/{target.key}", self._describe(row), trainer.global_step)
                 for metric in ("token_recovery", "accurate", "next_token_agrees"):

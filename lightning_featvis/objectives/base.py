@@ -167,12 +167,14 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
 
     def check_targets(self, targets: tuple[Target, ...]) -> None:
         """Fail before the first step if a target names an unknown layer or an index out of range."""
-        layers = sorted({t.layer for t in targets})
+        layers = sorted({part.layer for t in targets for part in t.parts})
         s = self.network.image_size
         with torch.no_grad():
             acts = Probe(self.net, layers, stop=False)(torch.zeros(1, 3, s, s))
         for target in targets:
-            self.check_unit(target, tuple(as_tokens(acts[target.layer], self.network.layout(target.layer)).shape))
+            for part in target.parts:
+                one = Target(part.layer, part.unit)
+                self.check_unit(one, tuple(as_tokens(acts[one.layer], self.network.layout(one.layer)).shape))
 
     def check_unit(self, target: Target, tokens_shape: tuple[int, ...]) -> None:
         """Refuse ``target`` if its unit does not fit its layer, whose output viewed as tokens
@@ -191,8 +193,9 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
     def target_losses(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-target loss and mean selected activation, both ``[G]``, of views
         ``[G * k, C, s, s]``: k copies per target, target-major (an augmentation ensemble; k = 1
-        without one). A target's loss is the mean over its copies; padding slots give 0."""
-        layers = sorted({t.layer for t in self.targets if t is not None})
+        without one). A target's loss is the mean over its copies; padding slots give 0. A sum's loss
+        and activation are the weighted sums of its terms'."""
+        layers = sorted({part.layer for t in self.targets if t is not None for part in t.parts})
         acts = self.activations(views, layers)
         copies = views.shape[0] // len(self.targets)
         losses, means = [], []
@@ -202,9 +205,16 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
                 means.append(views.new_zeros(()))
                 continue
             rows = slice(i * copies, (i + 1) * copies)
-            chosen = self.select({k: v[rows] for k, v in acts.items()}, target).float()
-            losses.append(self.loss(chosen, target).mean())
-            means.append(chosen.detach().mean())
+            mine = {k: v[rows] for k, v in acts.items()}
+            if not target.terms:
+                chosen = self.select(mine, target).float()
+                losses.append(self.loss(chosen, target).mean())
+                means.append(chosen.detach().mean())
+                continue
+            parts = [(term.weight, Target(term.layer, term.unit)) for term in target.terms]
+            chosen = [(weight, one, self.select(mine, one).float()) for weight, one in parts]
+            losses.append(sum(weight * self.loss(values, one).mean() for weight, one, values in chosen))
+            means.append(sum(weight * values.detach().mean() for weight, _, values in chosen))
         return torch.stack(losses), torch.stack(means)
 
     def augment(self, view: torch.Tensor, step: int) -> torch.Tensor:
