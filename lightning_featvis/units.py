@@ -116,6 +116,9 @@ def _parse_direction(text: str, sizes: dict | None) -> list[tuple[str, int]]:
     if rows == "*" and known is not None and name not in known:
         raise FeatvisError(f"unknown direction set {name!r}; the sets are {', '.join(sorted(known)) or 'none'}")
     size = known.get(name) if known is not None else None
+    if rows == "*" and size is None:
+        raise FeatvisError(f"direction={name}[*] is every row of the direction set {name!r}, known only from the "
+                           f"objective's direction sets (directions: {{{name}: file}})")
     return [(name, row) for (row,) in _parse_value(f"direction={name}[...]", rows, size)]
 
 

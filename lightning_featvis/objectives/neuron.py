@@ -68,7 +68,8 @@ class NeuronObjective(VisualizationObjective):
         return self.layer
 
     def unit_sizes(self, layer: str) -> dict:
-        return {**super().unit_sizes(layer), "directions": self.directions.sizes()}
+        sizes = super().unit_sizes(layer)
+        return {**sizes, "directions": self.directions.sizes()} if self.directions.sources else sizes
 
     def check_unit(self, target: Target, tokens_shape: tuple[int, ...]) -> None:
         super().check_unit(target, tokens_shape)
