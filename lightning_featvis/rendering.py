@@ -9,7 +9,7 @@ Shapes: N targets, C channels, S the canvas side.
 from __future__ import annotations
 
 import copy
-import csv
+import importlib
 import inspect
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -33,6 +33,7 @@ from lightning_featvis.models.any_module import AnyModule, adapter_for
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.recipes import load_recipe
 from lightning_featvis.results import GroupResult
+from lightning_featvis.resume import read_table
 from lightning_featvis.targets import Target
 
 #: the recipe a call without ``recipe=`` uses: Lucent's defaults (colour, Fourier basis,
@@ -164,7 +165,7 @@ def render_config(targets: Sequence[str] | str, recipe: str | None = None, steps
 
 def _import(path: str) -> type:
     module, _, name = path.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
+    return getattr(importlib.import_module(module), name)
 
 
 def render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, *, recipe: str | None = None,
@@ -287,8 +288,7 @@ def _read_written(trainer: L.Trainer, log_dir: Path | None, targets: list[Target
     if not writers or log_dir is None or not (log_dir / writers[0].dirname / "manifest.csv").is_file():
         return {}
     directory = log_dir / writers[0].dirname
-    with (directory / "manifest.csv").open(newline="") as handle:
-        rows = {row["target"]: row for row in csv.DictReader(handle)}
+    rows = {row["target"]: row for row in read_table(directory / "manifest.csv") or []}
     found = {}
     for target in targets:
         row = rows.get(target.key)

@@ -95,12 +95,19 @@ class AnyModule(ModelAdapter):
         if not isinstance(module, nn.Module):
             raise FeatvisError(f"a model must be an nn.Module or a ModelAdapter, got {type(module).__name__}")
         self.module = module
+        self.set_options(image_size, layout, mean, std, model_name or type(module).__name__.lower())
+
+    def set_options(self, image_size: int | None, layout: Mapping[str, str | Layout] | None,
+                    mean: tuple[float, float, float] | None, std: tuple[float, float, float] | None,
+                    model_name: str) -> None:
+        """Keep what the user gave instead of what is read (subclasses that load the module
+        themselves call this instead of the constructor)."""
         self.given_size = image_size
         self.given_layouts = dict(layout or {})
         for name, value in self.given_layouts.items():
             if not isinstance(value, Layout) and value not in KINDS:
                 raise FeatvisError(f"layout of {name!r}: {value!r} is not one of {', '.join(KINDS)} (or a Layout)")
-        self.model_name = model_name or type(module).__name__.lower()
+        self.model_name = model_name
         self.given_mean, self.given_std = mean, std
         self.config = {}
 

@@ -44,10 +44,7 @@ class HuggingFaceVision(AnyModule):
                  std: tuple[float, float, float] | None = None, model_name: str | None = None) -> None:
         # construction stays cheap (a config object): the model loads on first use
         self.source, self.task, self.pretrained = model, task, pretrained
-        self.given_size, self.given_layouts = image_size, dict(layout or {})
-        self.given_mean, self.given_std = mean, std
-        self.model_name = model_name or Path(model).name.replace("-", "_").lower()
-        self.config = {}
+        self.set_options(image_size, layout, mean, std, model_name or Path(model).name.replace("-", "_").lower())
         self._module: nn.Module | None = None
         self._processor: tuple[tuple, tuple] | None = None
 
