@@ -25,11 +25,17 @@ def describe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
     """Run one blank input (a black image, a short sentence) through ``adapter``'s network
     (random or loaded weights alike) and describe every module whose output holds a tensor, in
     forward order."""
-    net = adapter.build().eval()
+    net = adapter.build()
+    # a module passed in (AnyModule) is the user's: give it back in the mode it came in
+    was_training = net.training
+    net.eval()
     names = [name for name, _ in net.named_modules() if name]
     args, kwargs = adapter.blank_inputs(net)
-    with torch.no_grad():
-        outputs = Probe(net, names + [""], stop=False)(*args, **kwargs)
+    try:
+        with torch.no_grad():
+            outputs = Probe(net, names + [""], stop=False)(*args, **kwargs)
+    finally:
+        net.train(was_training)
     modules = dict(net.named_modules())
     infos = []
     for name, output in outputs.items():

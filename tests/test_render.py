@@ -69,6 +69,7 @@ def test_a_plain_module_renders_with_its_layouts_read_from_one_forward(tmp_path)
     assert adapter.layout("conv_proj") == Layout("map") and adapter.layout("heads.head") == Layout("logits")
     table = {info.name: info for info in layers(vit)}
     assert table["encoder.layers.encoder_layer_0"].shape == (1, 65, 32)
+    assert vit.training  # listing its layers leaves the user's model as it was too
 
 
 def test_a_cnn_takes_lucents_units_and_needs_its_input_size(tmp_path):
