@@ -2,6 +2,7 @@
 language-model stacks, as PyTorch Lightning modules whose only parameter is the image (or a
 text model's input embeddings)."""
 
+from lightning_featvis.algebra import UnitSum, unit
 from lightning_featvis.callbacks import (
     AugmentationEnsemble,
     GaussianBlur,
@@ -16,6 +17,7 @@ from lightning_featvis.callbacks import (
 )
 from lightning_featvis.data import SentenceTargets, TargetDataModule
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.dictionaries import OvercompleteSAE, WithDictionaries
 from lightning_featvis.models import AnyModule, HuggingFaceVision, Layout, ModelAdapter
 from lightning_featvis.objectives import (
     ClassLogitObjective,
@@ -60,6 +62,7 @@ __all__ = [
     "ModelAdapter",
     "NeuronObjective",
     "Octave",
+    "OvercompleteSAE",
     "PhotoImage",
     "PixelImage",
     "PixelNorm",
@@ -73,8 +76,11 @@ __all__ = [
     "TextReconstructionObjective",
     "TextReport",
     "TotalVariation",
+    "UnitSum",
     "VisualizationObjective",
+    "WithDictionaries",
     "layers",
     "parse_targets",
     "render",
+    "unit",
 ]

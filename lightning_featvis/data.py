@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
 
+from lightning_featvis.diversity import Diversity
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.plan import (
     PlannedObjective,
@@ -54,16 +55,28 @@ class TargetDataModule(L.LightningDataModule):
 
     Args:
         targets: target specifications ``[layer:]unit`` (see :func:`parse_targets`).
-        group_size: targets optimised together in one batch.
+        group_size: targets optimised together in one batch (with ``images_per_target`` k, a
+            multiple of k, at least k: a target's images share a group).
+        images_per_target: k images of every target, seeded apart (``layer:neuron=3``,
+            ``...neuron3#1``, ...).
+        diversity: w, pushes a target's images apart: each adds w times its Gram-matrix cosine
+            with the others at ``diversity_layer`` (Lucid's diversity penalty,
+            :mod:`lightning_featvis.diversity`); 0: independent images.
+        diversity_layer: where the images' Gram matrices are compared (default: the target's
+            own layer).
+        diversity_until: the share of the steps the penalty acts in, its weight falling
+            linearly to 0 across it (``null``: w throughout, as Lucid).
         resume: skip the targets that an earlier run of the same config finished, taking
             their images over (:mod:`lightning_featvis.resume`); needs a logger (versioned
             folders) and :attr:`run_fingerprint`, which ``featvis`` sets from the config.
     """
 
     def __init__(self, targets: list[str | list[tuple[float, str]]] | str = "neuron=0", group_size: int = 16,
-                 resume: bool = True) -> None:
+                 images_per_target: int = 1, diversity: float = 0.0, diversity_layer: str | None = None,
+                 diversity_until: float | None = 0.5, resume: bool = True) -> None:
         super().__init__()
         self.specs, self.requested_group_size, self.resume = targets, group_size, resume
+        self.images_per_target, self.diversity = images_per_target, (diversity, diversity_layer, diversity_until)
         self.run_fingerprint: str | None = None
         self.plan: RunPlan | None = None
         self.request: RunRequest | None = None
@@ -73,10 +86,23 @@ class TargetDataModule(L.LightningDataModule):
         parser would wrap errors here)."""
         if self.requested_group_size < 1:
             raise FeatvisError(f"group_size must be >= 1, got {self.requested_group_size}")
-        targets = self.expand(parse_targets(self.specs, request.unit_sizes, request.default_layer))
+        if not (isinstance(self.images_per_target, int) and self.images_per_target >= 1):
+            raise FeatvisError(f"images_per_target must be a whole number >= 1, got {self.images_per_target!r}")
+        targets = parse_targets(self.specs, request.unit_sizes, request.default_layer)
+        k = self.images_per_target
+        # copy c of a listed target becomes copies c*k .. c*k+k-1: every image keeps its own key
+        targets = [replace(t, copy=t.copy * k + i) for t in targets for i in range(k)]
+        targets = self.expand(targets)
         if request.default_layer is None and any(part.layer is None for t in targets for part in t.parts):
             raise FeatvisError("targets name no layer and the objective has no default layer: set model.layer")
         return [t.resolved(request.default_layer) for t in targets]
+
+    def group_size_for(self, count: int) -> int:
+        """The run's group size for ``count`` targets: the requested one, at most ``count``, and
+        with k images per target a multiple of k (at least k): a target's k images are
+        consecutive, so such groups never split them."""
+        k = self.images_per_target
+        return max(k, min(self.requested_group_size, count) // k * k)
 
     def expand(self, targets: list[Target]) -> list[Target]:
         """The run's targets from the parsed specifications (all of them, as they are)."""
@@ -103,7 +129,7 @@ class TargetDataModule(L.LightningDataModule):
         data = self.data()
         self.request = request = objective.run_request(data)
         targets = self.parse(request)
-        group_size = max(1, min(self.requested_group_size, len(targets)))
+        group_size = self.group_size_for(len(targets))
         self.plan = RunPlan(
             targets=tuple(targets),
             group_size=group_size,
@@ -111,6 +137,7 @@ class TargetDataModule(L.LightningDataModule):
             finished=self.find_finished(targets, request.results),
             results=request.results,
             data=data,
+            diversity=Diversity(*self.diversity),
         )
         objective.receive_plan(self.plan)
 

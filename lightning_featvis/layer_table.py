@@ -29,14 +29,15 @@ def describe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
     # a module passed in (AnyModule) is the user's: give it back in the mode it came in
     was_training = net.training
     net.eval()
-    names = [name for name, _ in net.named_modules() if name]
+    modules = dict(net.named_modules())  # before release() takes attached layers off again
+    names = [name for name in modules if name and adapter.addressable(name)]
     args, kwargs = adapter.blank_inputs(net)
     try:
         with torch.no_grad():
             outputs = Probe(net, names + [""], stop=False)(*args, **kwargs)
     finally:
         net.train(was_training)
-    modules = dict(net.named_modules())
+        adapter.release(net)
     infos = []
     for name, output in outputs.items():
         try:
@@ -45,7 +46,9 @@ def describe_layers(adapter: ModelAdapter) -> list[LayerInfo]:
             described = "unknown (pass layout=)"
         else:
             prefix = layout.prefix_tokens
-            described = layout.kind + (" (1 class token)" if prefix == 1 else f" ({prefix} prefix tokens)" if prefix else "")
+            notes = ["1 class token" if prefix == 1 else f"{prefix} prefix tokens"] if prefix else []
+            notes += [f"{layout.heads} heads"] if layout.heads else []
+            described = layout.kind + (f" ({', '.join(notes)})" if notes else "")
         kind = type(modules[name]).__name__
         infos.append(LayerInfo(name or "(output)", kind, tuple(output.shape), described))
     return infos

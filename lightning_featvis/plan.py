@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lightning_featvis.diversity import NO_DIVERSITY, Diversity
 from lightning_featvis.resume import FinishedTargets, RunPosition
 from lightning_featvis.targets import Target, TargetGroup
 
@@ -80,6 +81,7 @@ class RunPlan:
             results are taken over by the results' writer.
         results: where results are written (as requested).
         data: what the data module holds beside the targets (as given to the request).
+        diversity: how strongly the images of one target in a group are pushed apart.
     """
 
     targets: tuple[Target, ...]
@@ -88,6 +90,7 @@ class RunPlan:
     finished: FinishedTargets | None
     results: ResultsLocation
     data: RunData = RunData()
+    diversity: Diversity = NO_DIVERSITY
 
     def order(self) -> dict[str, int]:
         """Each target's position in the config, by key (reports write rows in this order)."""

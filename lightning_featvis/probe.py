@@ -77,7 +77,9 @@ class Probe:
 
             return hook
 
-        handles = [module.register_forward_hook(hook_for(layer)) for layer, module in self.modules.items()]
+        # first among a module's hooks: its output is taken (and the pass may stop) before hooks
+        # that compute layers attached after it (dictionaries, attention-head taps)
+        handles = [module.register_forward_hook(hook_for(layer), prepend=True) for layer, module in self.modules.items()]
         try:
             output = self.net(*inputs, **kw_inputs)
             if "" in self.layers:

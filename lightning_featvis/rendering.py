@@ -12,6 +12,7 @@ import copy
 import importlib
 import inspect
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
+from lightning_featvis.algebra import UnitSum, as_spec
 from lightning_featvis.callbacks import GroupResultHook, ImageWriter
 from lightning_featvis.cli import FeatvisCLI, featvis_error
 from lightning_featvis.data import TargetDataModule
+from lightning_featvis.dictionaries import WithDictionaries
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.layer_table import LayerInfo, describe_layers
 from lightning_featvis.models.adapter import ModelAdapter
@@ -130,7 +133,7 @@ def _split_options(options: Mapping, objective_class: type, callbacks: list[dict
     return routes
 
 
-def render_config(targets: Sequence[str] | str, recipe: str | None = None, steps: int | None = None, seed: int = 0,
+def render_config(targets: Sequence[str | UnitSum] | str | UnitSum, recipe: str | None = None, steps: int | None = None, seed: int = 0,
                   **options: object) -> tuple[dict, dict]:
     """The config :func:`render` runs (a dict, as a YAML file holds it) and the options that
     go to the model's adapter."""
@@ -148,7 +151,7 @@ def render_config(targets: Sequence[str] | str, recipe: str | None = None, steps
     for name, value in routes["model"].items():
         model[name] = value
     data = config.setdefault("data", {"class_path": "lightning_featvis.TargetDataModule"}).setdefault("init_args", {})
-    data["targets"] = [targets] if isinstance(targets, str) else list(targets)
+    data["targets"] = [as_spec(t) for t in ([targets] if isinstance(targets, (str, UnitSum)) else targets)]
     data.update(routes["data"])
     for name, value in routes["callbacks"].items():
         matching = [cb for cb in callbacks if cb["class_path"].rsplit(".", 1)[-1] == name]
@@ -168,7 +171,7 @@ def _import(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, *, recipe: str | None = None,
+def render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | str | UnitSum, *, recipe: str | None = None,
            steps: int | None = None, seed: int = 0, **options: object) -> Rendering:
     """Render ``targets`` of ``model``; return the images.
 
@@ -176,13 +179,16 @@ def render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, *, rec
         model: an ``nn.Module`` (torchvision, timm, Hugging Face or your own; see
             :class:`~lightning_featvis.models.AnyModule`) or one of the package's adapters.
         targets: target strings as in a config, e.g. ``["heads.head:class=3",
-            "encoder.layers.encoder_layer_1:neuron=0-3"]``.
+            "encoder.layers.encoder_layer_1:neuron=0-3"]``, or unit values and their sums
+            (:func:`~lightning_featvis.unit`: ``unit("a:neuron=3") - 0.5 * unit("b:neuron=7")``).
         recipe: a packaged recipe (:func:`recipe_names`: ``best``, ``lucent``, ``badger``, ...);
             default ``lucent``.
         steps: one octave of ``steps`` steps at the model's input size (default: the recipe's
             octaves).
         seed: the run's seed (``seed_everything``).
-        **options: by name, the objective's arguments (``loss_form``, ``param``, ...), the data
+        **options: ``dictionaries={"<layer>.sae": sae}`` attaches dictionaries (sparse
+            autoencoders) after layers, as layers of their own
+            (:class:`~lightning_featvis.models.WithDictionaries`); by name, the objective's arguments (``loss_form``, ``param``, ...), the data
             module's (``group_size``), the model's (``image_size``, ``layout``, ``mean``,
             ``std``), a callback's by its class name (``TotalVariation={"weight": 0.5}``;
             ``None`` removes it) and the Trainer's (``accelerator``, ``devices``,
@@ -199,6 +205,10 @@ def render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, *, rec
     with tempfile.TemporaryDirectory(prefix="featvis_render_") as scratch:
         # tensors in a config are files, as in YAML: the CLI's parser reads the same thing
         options = _tensors_as_files(options, Path(scratch))
+        if options.get("logger") is False and "default_root_dir" not in options:
+            # without a logger, Lightning and the writers fall back to the working directory
+            # (PNGs, checkpoints, config.yaml): a call that asked for no log leaves none there
+            options["default_root_dir"] = scratch
         return _render(model, targets, recipe, steps, seed, options)
 
 
@@ -217,17 +227,25 @@ def _tensors_as_files(options: dict, folder: Path) -> dict:
     return {**options, "directions": files}
 
 
-def _render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, recipe: str | None, steps: int | None,
+def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | str | UnitSum, recipe: str | None, steps: int | None,
             seed: int, options: dict) -> Rendering:
     extra_callbacks = list(options.pop("callbacks", None) or [])
     if not all(isinstance(cb, L.Callback) for cb in extra_callbacks):
         raise FeatvisError("render: callbacks= takes Lightning callback instances (the recipe's own are set by class name)")
+    dictionaries = options.pop("dictionaries", None)
     config, adapter_options = render_config(targets, recipe, steps, seed, **options)
     adapter = adapter_for(model, **adapter_options)
+    if dictionaries:
+        adapter = WithDictionaries(adapter, dictionaries)
     module = model if isinstance(model, nn.Module) else None
     state = _module_state(module)
+    objective = None
     try:
-        cli = FeatvisCLI(args=config, run=False)
+        with warnings.catch_warnings():
+            # the config is the whole command line; a script's or a notebook kernel's own
+            # sys.argv is not meant for it, so Lightning's warning about both says nothing here
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            cli = FeatvisCLI(args=config, run=False)
         objective = cli.model
         if not isinstance(objective, VisualizationObjective):
             raise FeatvisError(f"render: the recipe's model is {type(objective).__name__}, not a visualization objective")
@@ -242,6 +260,8 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str] | str, recip
             raise
         raise cause from err
     finally:
+        if isinstance(objective, VisualizationObjective) and objective.net is not None:
+            adapter.release(objective.net)
         _restore(module, state)
     log_dir = Path(cli.trainer.log_dir) if cli.trainer.logger is not None and cli.trainer.log_dir else None
     return _rendering(collector.results, targets_in_order, cli.trainer, log_dir)
@@ -307,7 +327,8 @@ def _planned_targets(objective: VisualizationObjective, datamodule: TargetDataMo
     return tuple(datamodule.parse(objective.run_request(datamodule.data())))
 
 
-def layers(model: nn.Module | ModelAdapter, **options: object) -> list[LayerInfo]:
+def layers(model: nn.Module | ModelAdapter, dictionaries: Mapping | None = None, **options: object) -> list[LayerInfo]:
     """Every addressable layer of ``model`` with its output shape and layout (the table
-    ``featvis layers`` prints), as data; ``options`` as :func:`render`'s model options."""
-    return describe_layers(adapter_for(model, **options))
+    ``featvis layers`` prints), as data; ``dictionaries`` and ``options`` as :func:`render`'s."""
+    adapter = adapter_for(model, **options)
+    return describe_layers(WithDictionaries(adapter, dictionaries) if dictionaries else adapter)

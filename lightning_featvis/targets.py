@@ -43,6 +43,9 @@ class Target:
     #: a weighted sum of units (empty: the target is ``unit`` of ``layer``); ``layer`` is then
     #: the first term's, for tags and tables
     terms: tuple[Term, ...] = ()
+    #: which image of the target this is (``images_per_target``, or the target listed again):
+    #: copies are seeded apart and kept in one group, where ``diversity`` pushes them apart
+    copy: int = 0
 
     @property
     def parts(self) -> tuple[Term, ...]:
@@ -56,18 +59,23 @@ class Target:
 
     @property
     def key(self) -> str:
-        """Stable identity (seeds the canvas and jitter), e.g. ``encoder.layers.encoder_layer_3:neuron5``
-        or, with a sentence, ``transformer.h.0:all@2``."""
-        suffix = "" if self.sentence is None else f"@{self.sentence}"
+        """Stable identity (seeds the canvas and jitter), e.g. ``encoder.layers.encoder_layer_3:neuron5``,
+        with a sentence ``transformer.h.0:all@2``, a further image of it ``...:neuron5#1``."""
+        suffix = ("" if self.sentence is None else f"@{self.sentence}") + (f"#{self.copy}" if self.copy else "")
         if self.terms:
             return f"sum({self.description}){suffix}"
         return f"{self.layer or ''}:{self.unit.name}{suffix}"
 
     @property
+    def identity(self) -> str:
+        """The key of the target's first image: the same for all its copies."""
+        return replace(self, copy=0).key
+
+    @property
     def file_stem(self) -> str:
         """File name without extension, e.g. ``encoder.layers.encoder_layer_3__neuron5`` (with a
         sentence: ``transformer.h.0__all__sentence2``)."""
-        suffix = "" if self.sentence is None else f"__sentence{self.sentence}"
+        suffix = ("" if self.sentence is None else f"__sentence{self.sentence}") + (f"__copy{self.copy}" if self.copy else "")
         if self.terms:
             safe = re.sub(r"[^\w.+-]+", "_", "__".join(f"{term.weight:g}x{term.layer or 'output'}.{term.unit.name}"
                                                      for term in self.terms))
@@ -90,7 +98,8 @@ def parse_targets(
     """Expand target specifications ``[layer:]unit`` into targets.
 
     ``"heads.head:class=0-9"`` gives ten targets; ``"neuron=0-15"`` gives sixteen on the
-    objective's default layer. See :mod:`lightning_featvis.units` for the unit grammar.
+    objective's default layer. See :mod:`lightning_featvis.units` for the unit grammar. A target
+    listed again is another image of it (``copy`` 1, 2, ...: seeded apart).
 
     Args:
         unit_sizes: a layer's sizes for ``*`` (``neuron=*``: every neuron), e.g.
@@ -114,11 +123,19 @@ def parse_targets(
         targets += [Target(layer, unit) for unit in parse_units(unit_spec, sizes)]
     if not targets:
         raise FeatvisError("no targets given; e.g. targets: ['neuron=0-15'] or ['heads.head:class=0-9']")
-    keys = [t.key for t in targets]
-    if len(set(keys)) != len(keys):
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        raise FeatvisError(f"targets repeat: {', '.join(dup)}")
-    return targets
+    return number_copies(targets)
+
+
+def number_copies(targets: list[Target]) -> list[Target]:
+    """``targets`` with each repeat of a target numbered as its next copy (its own key and
+    seed), in order: ``[a, b, a]`` gives ``a``, ``b``, ``a#1``."""
+    seen: dict[str, int] = {}
+    numbered = []
+    for target in targets:
+        count = seen.get(target.identity, 0)
+        seen[target.identity] = count + 1
+        numbered.append(replace(target, copy=count))
+    return numbered
 
 
 _OPERATOR = re.compile(r"\s+([+-])\s+")

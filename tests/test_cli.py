@@ -134,7 +134,10 @@ def test_layers_lists_names_shapes_and_layouts(capsys):
     assert lines[0] == "digits_vit: input [1, 3, 32, 32]"
     rows = {line.split()[0]: line.split(None, 2)[2] for line in lines[2:]}
     assert rows["conv_proj"].startswith("[1, 64, 8, 8]") and rows["conv_proj"].endswith("map")
-    assert rows["encoder.layers.encoder_layer_3.mlp.0"] == "[1, 65, 256]   tokens (1 class token)"
+    # columns are padded to the widest entry: compare with the spaces collapsed
+    assert " ".join(rows["encoder.layers.encoder_layer_3.mlp.0"].split()) == "[1, 65, 256] tokens (1 class token)"
+    assert (" ".join(rows["encoder.layers.encoder_layer_3.self_attention.pattern"].split())
+            == "[1, 4, 65, 65] pattern (1 class token, 4 heads)")
     assert rows["heads.head"].endswith("logits")
 
 

@@ -52,9 +52,9 @@ def test_bad_specs_are_named(spec):
         parse_units(spec)
 
 
-def test_repeated_targets_are_refused():
-    with pytest.raises(FeatvisError, match="repeat"):
-        parse_targets(["neuron=1", "neuron=0-2"])
+def test_a_repeated_target_is_rendered_again_under_its_own_key():
+    keys = [t.key for t in parse_targets(["neuron=1", "neuron=0-2"])]
+    assert keys == [":neuron1", ":neuron0", ":neuron1#1", ":neuron2"] and len(set(keys)) == 4
 
 
 def test_select_on_tokens_excludes_the_class_token_by_default():

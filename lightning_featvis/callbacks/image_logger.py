@@ -47,5 +47,6 @@ class ImageLogger(GroupResultHook):
             writer.add_image(f"{model}/final", make_grid(result.images, nrow=8, padding=2), trainer.global_step)
             for target, image in zip(result.targets, result.images):
                 where = f"{target.layer or 'output'}/{target.unit.name}" if not target.terms else f"sum/{target.description}"
-                writer.add_image(f"{model}/{where}", image, trainer.global_step)
+                copy = f"/image{target.copy}" if target.copy else ""  # a target's further images
+                writer.add_image(f"{model}/{where}{copy}", image, trainer.global_step)
             writer.flush()

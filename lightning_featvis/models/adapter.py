@@ -12,7 +12,7 @@ from torch import nn
 
 from lightning_featvis.errors import FeatvisError
 
-LayoutKind = Literal["tokens", "tokens_transposed", "map", "logits"]
+LayoutKind = Literal["tokens", "tokens_transposed", "map", "logits", "heads", "pattern"]
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,17 @@ class Layout:
     - ``tokens_transposed``: ``[B, D, T]`` (a Mixer's token-mixing MLP).
     - ``map``: ``[B, C, H, W]`` (a patch-embedding convolution); patches are ``H*W`` positions.
     - ``logits``: ``[B, K]`` class scores.
+    - ``heads``: ``[B, T, H, d]``, ``heads`` attention heads of width ``d`` per token (queries,
+      keys, values or head outputs, :mod:`lightning_featvis.models.attention`); viewed as
+      tokens ``[B, T, H*d]``.
+    - ``pattern``: ``[B, H, T, T]`` attention patterns (query token, then key token); viewed as
+      tokens ``[B, T, H*T]`` (the query tokens).
     """
 
     kind: LayoutKind
     prefix_tokens: int = 0
+    #: attention heads ``H`` of a ``heads`` or ``pattern`` layout (0 for the others)
+    heads: int = 0
 
 
 class ModelAdapter(ABC):
@@ -82,6 +89,17 @@ class ModelAdapter(ABC):
         mean = torch.tensor(self.mean, device=image.device, dtype=image.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=image.device, dtype=image.dtype).view(1, -1, 1, 1)
         return (image - mean) / std
+
+    def addressable(self, layer: str) -> bool:
+        """Whether ``layer`` (a ``named_modules()`` name) is one a target may name and ``featvis
+        layers`` lists: every layer, unless the adapter keeps some internal (a dictionary's own
+        parts)."""
+        return True
+
+    def release(self, net: nn.Module) -> None:
+        """Undo what :meth:`build` added to ``net`` (layers attached to a module the adapter was
+        given rather than made, such as a user's module in
+        :class:`~lightning_featvis.models.AnyModule`); called when a run from Python ends."""
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

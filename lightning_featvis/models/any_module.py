@@ -17,6 +17,13 @@ What is read (the first that answers):
   ``[B, D, T]`` with ``T = P + k`` the transposed tokens of a Mixer's token MLP. What cannot be
   decided is a :class:`~lightning_featvis.errors.FeatvisError` naming the layer and the keyword
   to pass (``layout={"layer": "tokens"}``).
+
+The module's attention modules (``nn.MultiheadAttention``, timm's and Hugging Face's ViT
+attention) get parameter-free child layers ``.q``, ``.k``, ``.v``, ``.heads`` ``[B, T, H, d]``
+and ``.pattern`` ``[B, H, T, T]`` while the adapter uses the module (from :meth:`build` to
+:meth:`release`, :func:`~lightning_featvis.models.attention.attach_head_taps`; the module's
+output and state dict are unchanged), laid out ``heads`` and ``pattern`` with the prefix tokens
+read as for token layers.
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ from torch import nn
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import Layout, LayoutKind, ModelAdapter
+from lightning_featvis.models.attention import (
+    attach_head_taps,
+    attention_heads,
+    detach_head_taps,
+    is_tapped,
+    tap_layout,
+)
 from lightning_featvis.probe import Probe
 
 #: class and register tokens a token layer may carry before its patches (DINOv2 with 4
@@ -160,15 +174,24 @@ class AnyModule(ModelAdapter):
     @cached_property
     def _blank_outputs(self) -> dict[str, tuple[int, ...]]:
         """Every module's output shape on a blank image, by name (``""``: the module's output)."""
-        names = [name for name, _ in self.module.named_modules() if name]
-        was_training = self.module.training
+        was_training, was_tapped = self.module.training, is_tapped(self.module)
         self.module.eval()
+        attach_head_taps(self.module)  # the taps' shapes too
+        names = [name for name, _ in self.module.named_modules() if name]
         try:
             with torch.no_grad():
                 outputs = Probe(self.module, names + [""], stop=False)(*self.blank_inputs(self.module)[0])
         finally:
             self.module.train(was_training)
+            if not was_tapped:
+                detach_head_taps(self.module)
         return {name: tuple(output.shape) for name, output in outputs.items()}
+
+    @cached_property
+    def _attention_heads(self) -> dict[str, int]:
+        """``{attention module: head count}`` of the module's attention modules with head taps
+        (while the adapter uses the module)."""
+        return attention_heads(self.module)
 
     @cached_property
     def patches(self) -> int | None:
@@ -190,7 +213,11 @@ class AnyModule(ModelAdapter):
         return self.model_name
 
     def build(self) -> nn.Module:
-        return self.module
+        return attach_head_taps(self.module)
+
+    def release(self, net: nn.Module) -> None:
+        """Take the head taps off the module again: it is the user's, given back as it came."""
+        detach_head_taps(net)
 
     def layout(self, layer: str) -> Layout:
         given = self.given_layouts.get(layer)
@@ -199,6 +226,9 @@ class AnyModule(ModelAdapter):
         shape = self._blank_outputs.get(layer)
         if shape is None:
             raise FeatvisError(f"layer {layer!r} gives no tensor output in {type(self.module).__name__}")
+        tap = self._tap_layout(layer, shape)
+        if tap is not None:
+            return tap
         inferred = self._infer(shape)
         if given is not None:  # a kind: keep the prefix tokens read from the shape, if any
             return Layout(given, inferred.prefix_tokens if inferred is not None and inferred.kind == given else 0)
@@ -208,6 +238,15 @@ class AnyModule(ModelAdapter):
                 f"{'no patch grid found' if self.patches is None else f'{self.patches} patches'}): "
                 f"pass layout={{{layer!r}: 'tokens'}} (or 'tokens_transposed', 'map', 'logits')")
         return inferred
+
+    def _tap_layout(self, layer: str, shape: tuple[int, ...]) -> Layout | None:
+        """The layout of an attention-head tap (None: ``layer`` is none), its prefix tokens read
+        from its token axis: ``[B, T, H, d]``, a pattern's ``[B, H, T, T]``."""
+        layout = tap_layout(layer, self._attention_heads, 0)
+        if layout is None or self.patches is None:
+            return layout
+        prefix = (shape[2] if layout.kind == "pattern" else shape[1]) - self.patches
+        return Layout(layout.kind, prefix if 0 <= prefix <= MAX_PREFIX_TOKENS else 0, layout.heads)
 
     def _infer(self, shape: tuple[int, ...]) -> Layout | None:
         if len(shape) == 4:
@@ -232,6 +271,7 @@ class AnyModule(ModelAdapter):
         state = dict(self.__dict__)
         state.pop("_blank_outputs", None)
         state.pop("patches", None)
+        state.pop("_attention_heads", None)
         return state
 
 

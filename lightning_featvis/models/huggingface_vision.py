@@ -4,7 +4,10 @@ DINOv2 (with registers), SigLIP, and any other ``AutoModel`` that takes ``pixel_
 The model itself is read as any module is (:class:`~lightning_featvis.models.AnyModule`): its
 layers' layouts from one blank forward, its prefix tokens (class token, registers; none for
 SigLIP) from the patch grid of its config. The normalisation comes from the model's image
-processor config (``preprocessor_config.json``) when there is one.
+processor config (``preprocessor_config.json``) when there is one. Each attention module
+(``layers.i.attention`` of a ViT, ``...self_attn`` of CLIP and SigLIP) has the attention-head
+layers ``.q``, ``.k``, ``.v``, ``.heads`` ``[B, T, H, d]`` and ``.pattern`` ``[B, H, T, T]``
+(:mod:`lightning_featvis.models.attention`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ from torch import nn
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
+from lightning_featvis.models.attention import (
+    attach_head_taps,
+    attention_heads,
+    tap_layout,
+)
 from lightning_featvis.models.downloads import require_hub
 
 #: modules whose output is one vector per image ([B, D] or [B, K]), not a token sequence
@@ -24,6 +29,9 @@ class TimmModel(ModelAdapter):
     ``[B, T, D]`` with the model's ``num_prefix_tokens`` (class/register tokens) first (0 for
     Mixers, and for the patch embedding, which runs before they are prepended); ``*.mlp_tokens`` (a Mixer's token-mixing MLP) sees ``[B, D, T]``; ``patch_embed.proj``
     and ``stem.proj`` are maps; ``head``, ``fc_norm`` and pooled outputs are one vector per image.
+    Each ``blocks.i.attn`` (timm's ``Attention``) has the attention-head layers ``.q``, ``.k``,
+    ``.v``, ``.heads`` ``[B, T, H, d]`` and ``.pattern`` ``[B, H, T, T]``
+    (:mod:`lightning_featvis.models.attention`).
 
     Args:
         name: a timm model name (``timm.list_models()``).
@@ -53,6 +61,7 @@ class TimmModel(ModelAdapter):
         self._image_size = int(size if isinstance(size, int) else size[-1])
         self.logits_layer = "head"
         self._prefix_tokens: int | None = None
+        self._attention_heads: dict[str, int] = {}
 
     @property
     def image_size(self) -> int:
@@ -78,6 +87,8 @@ class TimmModel(ModelAdapter):
         if self.checkpoint is not None:
             load_into(net, self.checkpoint)
         self._prefix_tokens = int(getattr(net, "num_prefix_tokens", 0) or 0)
+        attach_head_taps(net)
+        self._attention_heads = attention_heads(net)
         return net
 
     #: the files a timm repository on the hub keeps its weights in, in timm's order of preference
@@ -107,6 +118,9 @@ class TimmModel(ModelAdapter):
     def layout(self, layer: str) -> Layout:
         if self._prefix_tokens is None:
             self.build()  # the class-token count comes from the built model
+        tap = tap_layout(layer, self._attention_heads, self._prefix_tokens)
+        if tap is not None:
+            return tap
         last = layer.rsplit(".", 1)[-1]
         if layer == "" or layer.split(".")[0] in _POOLED or last in _POOLED:
             return Layout("logits")

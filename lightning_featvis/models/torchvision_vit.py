@@ -1,6 +1,13 @@
-"""torchvision ``VisionTransformer`` adapters: named ImageNet ViTs and custom-sized ones."""
+"""torchvision ``VisionTransformer`` adapters: named ImageNet ViTs and custom-sized ones.
+
+Their networks carry attention-head taps (:mod:`lightning_featvis.models.attention`): each
+block's ``encoder.layers.encoder_layer_i.self_attention`` has the layers ``.q``, ``.k``, ``.v``
+and ``.heads`` ``[B, 1+P, H, d]`` and ``.pattern`` ``[B, H, 1+P, 1+P]``, class token first.
+"""
 
 from __future__ import annotations
+
+from abc import abstractmethod
 
 import torchvision
 from torch import nn
@@ -8,31 +15,50 @@ from torchvision.models.vision_transformer import VisionTransformer
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
+from lightning_featvis.models.attention import TAP_KINDS, attach_head_taps, split_tap
 
-#: the ViT builders torchvision ships, by name
-VIT_NAMES = ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14")
+#: the ViT builders torchvision ships, by name, with their attention heads per block
+VIT_HEADS = {"vit_b_16": 12, "vit_b_32": 12, "vit_l_16": 16, "vit_l_32": 16, "vit_h_14": 16}
+VIT_NAMES = tuple(VIT_HEADS)
 
 
-def vit_layout(layer: str) -> Layout:
+def vit_layout(layer: str, num_heads: int = 0) -> Layout:
     """Layouts of a torchvision ``VisionTransformer``'s modules.
 
     ``conv_proj`` is the patch embedding ``[B, D, h, w]``; everything in ``encoder`` is a
-    token sequence ``[B, 1+P, D]`` with the class token first; ``heads`` are logits.
+    token sequence ``[B, 1+P, D]`` with the class token first; ``heads`` are logits. A block's
+    ``self_attention.q/.k/.v/.heads`` are ``[B, 1+P, H, d]`` and its ``self_attention.pattern``
+    ``[B, H, 1+P, 1+P]`` (``H = num_heads``).
     """
     if layer == "" or layer == "heads" or layer.startswith("heads."):
         return Layout("logits")
     if layer == "conv_proj":
         return Layout("map")
+    tap = split_tap(layer)
+    if tap is not None and tap[0].startswith("encoder.layers.") and tap[0].endswith(".self_attention"):
+        return Layout(TAP_KINDS[tap[1]], prefix_tokens=1, heads=num_heads)
     return Layout("tokens", prefix_tokens=1)
 
 
 class _VitAdapter(ModelAdapter):
-    """Shared by the named and custom ViTs: layouts and the logits layer."""
+    """Shared by the named and custom ViTs: layouts, the logits layer and the head taps."""
 
     logits_layer = "heads.head"
 
+    @property
+    @abstractmethod
+    def num_heads(self) -> int:
+        """Attention heads per block."""
+
+    @abstractmethod
+    def load(self) -> nn.Module:
+        """The ``VisionTransformer`` with its weights (:meth:`build` adds the head taps)."""
+
+    def build(self) -> nn.Module:
+        return attach_head_taps(self.load())
+
     def layout(self, layer: str) -> Layout:
-        return vit_layout(layer)
+        return vit_layout(layer, self.num_heads)
 
 
 class TorchvisionViT(_VitAdapter):
@@ -89,7 +115,11 @@ class TorchvisionViT(_VitAdapter):
             return int(weights.meta["min_size"][0])
         return 224
 
-    def build(self) -> nn.Module:
+    @property
+    def num_heads(self) -> int:
+        return VIT_HEADS[self.model_name]
+
+    def load(self) -> nn.Module:
         builder = torchvision.models.get_model_builder(self.model_name)
         if self.checkpoint is not None:
             return load_into(builder(weights=None, image_size=self._image_size), self.checkpoint)
@@ -142,7 +172,11 @@ class CustomViT(_VitAdapter):
         self.mean, self.std = tuple(mean), tuple(std)
         self.model_name = model_name
 
-    def build(self) -> nn.Module:
+    @property
+    def num_heads(self) -> int:
+        return self.config["num_heads"]
+
+    def load(self) -> nn.Module:
         net = VisionTransformer(**self.config)
         return load_into(net, self.checkpoint) if self.checkpoint else net
 

@@ -28,6 +28,7 @@ from lightning_featvis.callbacks import (
     ViewAugmentation,
 )
 from lightning_featvis.data import TargetDataModule
+from lightning_featvis.diversity import NO_DIVERSITY
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.objectives.gather import gather_group
@@ -47,7 +48,7 @@ from lightning_featvis.resume import RunPosition
 from lightning_featvis.schedule import Octave, linear, locate
 from lightning_featvis.seeding import derive_seed, run_seed
 from lightning_featvis.targets import Target
-from lightning_featvis.units import as_tokens, check_unit, select
+from lightning_featvis.units import as_tokens, check_unit, layer_sizes, select
 
 
 def _keep_local_gradients(_state, bucket):
@@ -162,12 +163,12 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
         layout = self.network.layout(layer)
         with torch.no_grad():
             acts = Probe(self.build_network(), [layer])(torch.zeros(1, 3, s, s))
-        _, tokens, width = as_tokens(acts[layer], layout).shape
-        return {"neurons": width, "patches": tokens - layout.prefix_tokens}
+        return layer_sizes(tuple(as_tokens(acts[layer], layout).shape), layout)
 
     def check_targets(self, targets: tuple[Target, ...]) -> None:
         """Fail before the first step if a target names an unknown layer or an index out of range."""
-        layers = sorted({part.layer for t in targets for part in t.parts})
+        compared = {self.plan.diversity.layer} if self.plan.diversity.weight and self.plan.diversity.layer else set()
+        layers = sorted({part.layer for t in targets for part in t.parts} | compared)
         s = self.network.image_size
         with torch.no_grad():
             acts = Probe(self.net, layers, stop=False)(torch.zeros(1, 3, s, s))
@@ -194,8 +195,11 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
         """Per-target loss and mean selected activation, both ``[G]``, of views
         ``[G * k, C, s, s]``: k copies per target, target-major (an augmentation ensemble; k = 1
         without one). A target's loss is the mean over its copies; padding slots give 0. A sum's loss
-        and activation are the weighted sums of its terms'."""
-        layers = sorted({part.layer for t in self.targets if t is not None for part in t.parts})
+        and activation are the weighted sums of its terms'. Images of one target in the group
+        add the plan's diversity penalty (:mod:`~lightning_featvis.diversity`)."""
+        diversity = self.plan.diversity if self.plan is not None else NO_DIVERSITY
+        compared = diversity.layers(self.targets)
+        layers = sorted({part.layer for t in self.targets if t is not None for part in t.parts} | compared)
         acts = self.activations(views, layers)
         copies = views.shape[0] // len(self.targets)
         losses, means = [], []
@@ -215,7 +219,12 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
             chosen = [(weight, one, self.select(mine, one).float()) for weight, one in parts]
             losses.append(sum(weight * self.loss(values, one).mean() for weight, one, values in chosen))
             means.append(sum(weight * values.detach().mean() for weight, _, values in chosen))
-        return torch.stack(losses), torch.stack(means)
+        losses = torch.stack(losses)
+        if compared:
+            progress = max(self.position.step, 0) / self.steps_per_target
+            losses = losses + diversity.penalty(acts, {layer: self.network.layout(layer) for layer in compared},
+                                                self.targets, progress)
+        return losses, torch.stack(means)
 
     def augment(self, view: torch.Tensor, step: int) -> torch.Tensor:
         """The views the model sees this step, ``[G * k, C, s, s]``: ``view`` ``[G, C, s, s]``

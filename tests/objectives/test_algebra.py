@@ -74,3 +74,27 @@ def test_a_sum_renders_from_python_and_from_yaml(tmp_path):
 def test_a_term_out_of_range_is_named(tmp_path):
     with pytest.raises(FeatvisError, match="neuron 99 is out of range"):
         render(DigitsViT(), [f"0.5 * {L1}:neuron=99 - {L3}:neuron=7"], steps=1, default_root_dir=str(tmp_path), **QUIET)
+
+
+def test_unit_values_add_and_scale_into_the_same_target_as_the_string():
+    from lightning_featvis import unit
+
+    value = 0.5 * unit(f"{L1}:neuron=3") - unit(f"{L3}:neuron=7")
+    assert value.spec == [[0.5, f"{L1}:neuron=3"], [-1.0, f"{L3}:neuron=7"]]
+    assert parse_targets([value.spec]) == parse_targets([SUM])
+    assert (unit(f"{L1}:neuron=3") / 4 + -unit(f"{L3}:neuron=7")).spec == [[0.25, f"{L1}:neuron=3"], [-1.0, f"{L3}:neuron=7"]]
+    assert unit(f"{L3}:neuron=7").spec == f"{L3}:neuron=7"
+    with pytest.raises(FeatvisError, match="names 4 units"):
+        unit(f"{L1}:neuron=0-3")
+    with pytest.raises(TypeError):
+        unit(f"{L1}:neuron=3") + 1
+
+
+def test_render_takes_unit_values_and_renders_what_the_string_renders(tmp_path):
+    from lightning_featvis import unit
+
+    value = 0.5 * unit(f"{L1}:neuron=3") - unit(f"{L3}:neuron=7")
+    by_value = render(DigitsViT(), value, steps=4, loss_form="mean", **QUIET)
+    by_string = render(DigitsViT(), [SUM], steps=4, loss_form="mean", **QUIET)
+    assert by_value.targets == by_string.targets
+    torch.testing.assert_close(by_value.images, by_string.images, rtol=0, atol=1e-6)

@@ -7,5 +7,6 @@ from lightning_featvis.zoo.digits.models import (
     DigitsMixer,
     DigitsViT,
 )
+from lightning_featvis.zoo.digits.sae import DigitsSAE
 
-__all__ = ["DigitsCNN", "DigitsGPT2", "DigitsMixer", "DigitsViT"]
+__all__ = ["DigitsCNN", "DigitsGPT2", "DigitsMixer", "DigitsSAE", "DigitsViT"]
