@@ -2,8 +2,9 @@
 language-model stacks, as PyTorch Lightning modules whose only parameter is the image (or a
 text model's input embeddings)."""
 
-from lightning_featvis.algebra import UnitSum, unit
+from lightning_featvis.algebra import UnitSum, interpolate, unit
 from lightning_featvis.callbacks import (
+    AttributionMap,
     AugmentationEnsemble,
     GaussianBlur,
     GaussianPrior,
@@ -20,6 +21,7 @@ from lightning_featvis.errors import FeatvisError
 from lightning_featvis.dictionaries import OvercompleteSAE, WithDictionaries
 from lightning_featvis.models import AnyModule, HuggingFaceVision, Layout, ModelAdapter
 from lightning_featvis.objectives import (
+    AccentuationObjective,
     ClassLogitObjective,
     DeepDreamObjective,
     NeuronObjective,
@@ -42,7 +44,9 @@ from lightning_featvis.schedule import Octave
 from lightning_featvis.targets import Target, parse_targets
 
 __all__ = [
+    "AccentuationObjective",
     "AnyModule",
+    "AttributionMap",
     "AugmentationEnsemble",
     "ClassLogitObjective",
     "DecorrelatedImage",
@@ -79,6 +83,7 @@ __all__ = [
     "UnitSum",
     "VisualizationObjective",
     "WithDictionaries",
+    "interpolate",
     "layers",
     "parse_targets",
     "render",

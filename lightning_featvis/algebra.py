@@ -5,6 +5,7 @@ objectives do.
 is the target a config writes as ``"encoder.layers.encoder_layer_1:neuron=3 - 0.5 * encoder.layers.encoder_layer_3:neuron=7"``
 (or its list form ``[[1, "...neuron=3"], [-0.5, "...neuron=7"]]``, which :attr:`UnitSum.spec`
 gives): :func:`~lightning_featvis.render` takes either, and the run is the same.
+:func:`interpolate` gives an interpolation between two units.
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ def unit(spec: str) -> UnitSum:
     if count != 1:
         raise FeatvisError(f"unit({spec!r}) names {count} units; a value is one unit (no ranges or *)")
     return UnitSum(((1.0, str(spec)),))
+
+
+def interpolate(start: UnitSum | str, end: UnitSum | str, frames: int) -> str:
+    """``frames`` images from ``start`` to ``end``: frame i drives ``(1 - t) * start + t * end``,
+    t = i / (frames - 1), and the frames share part of their parameters (Lucid's
+    ``channel_interpolate``); the target a config writes as ``"interpolate(start, end, frames)"``."""
+    units = []
+    for value in (start, end):
+        if isinstance(value, UnitSum):
+            if len(value.terms) != 1 or value.terms[0][0] != 1.0:
+                raise FeatvisError(f"interpolate() runs between two units, not sums; got {value}")
+            value = value.terms[0][1]
+        units.append(str(value))
+    return f"interpolate({units[0]}, {units[1]}, {int(frames)})"
 
 
 def as_spec(target: object) -> object:

@@ -26,7 +26,7 @@ from lightning_featvis.plan import (
     RunRequest,
 )
 from lightning_featvis.resume import FinishedTargets, find_finished, write_run_file
-from lightning_featvis.targets import Target, TargetGroup, parse_targets
+from lightning_featvis.targets import Target, TargetGroup, blocks, parse_targets
 
 
 class GroupSteps(IterableDataset):
@@ -97,12 +97,13 @@ class TargetDataModule(L.LightningDataModule):
             raise FeatvisError("targets name no layer and the objective has no default layer: set model.layer")
         return [t.resolved(request.default_layer) for t in targets]
 
-    def group_size_for(self, count: int) -> int:
-        """The run's group size for ``count`` targets: the requested one, at most ``count``, and
-        with k images per target a multiple of k (at least k): a target's k images are
-        consecutive, so such groups never split them."""
+    def group_size_for(self, targets: list[Target]) -> int:
+        """The run's group size: the requested one, at most the number of targets, with k
+        images per target a multiple of k (at least k), and at least the largest block (an
+        interpolation's frames), so that no group splits a block."""
         k = self.images_per_target
-        return max(k, min(self.requested_group_size, count) // k * k)
+        size = max(k, min(self.requested_group_size, len(targets)) // k * k)
+        return max([size] + [len(block) for block in blocks(targets)])
 
     def expand(self, targets: list[Target]) -> list[Target]:
         """The run's targets from the parsed specifications (all of them, as they are)."""
@@ -114,12 +115,14 @@ class TargetDataModule(L.LightningDataModule):
 
     @staticmethod
     def make_groups(targets: list[Target], size: int) -> list[TargetGroup]:
-        """Every group of the run, padded to ``size``."""
-        groups = []
-        for index in range(math.ceil(len(targets) / size)):
-            chunk = targets[index * size : (index + 1) * size]
-            groups.append(TargetGroup(index, tuple(chunk) + (None,) * (size - len(chunk))))
-        return groups
+        """Every group of the run, in order, padded to ``size``: whole blocks
+        (:func:`~lightning_featvis.targets.blocks`) of at most ``size`` targets each."""
+        chunks: list[list[Target]] = [[]]
+        for block in blocks(targets):
+            if chunks[-1] and len(chunks[-1]) + len(block) > size:
+                chunks.append([])
+            chunks[-1] += block
+        return [TargetGroup(index, tuple(chunk) + (None,) * (size - len(chunk))) for index, chunk in enumerate(chunks)]
 
     def setup(self, stage: str) -> None:
         objective = self.trainer.lightning_module
@@ -129,7 +132,7 @@ class TargetDataModule(L.LightningDataModule):
         data = self.data()
         self.request = request = objective.run_request(data)
         targets = self.parse(request)
-        group_size = self.group_size_for(len(targets))
+        group_size = self.group_size_for(targets)
         self.plan = RunPlan(
             targets=tuple(targets),
             group_size=group_size,

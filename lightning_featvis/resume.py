@@ -37,7 +37,8 @@ NEUTRAL_KEYS = {
     "": {"ckpt_path", "config"},
 }
 # callbacks that only write outputs
-NEUTRAL_CALLBACKS = ("ImageLogger", "ImageWriter", "ReconstructionReport", "TextReport", "ModelCheckpoint")
+NEUTRAL_CALLBACKS = ("ImageLogger", "ImageWriter", "ReconstructionReport", "TextReport", "AttributionMap",
+                     "ModelCheckpoint")
 
 
 def config_fingerprint(config: dict) -> str:

@@ -46,6 +46,9 @@ class Target:
     #: which image of the target this is (``images_per_target``, or the target listed again):
     #: copies are seeded apart and kept in one group, where ``diversity`` pushes them apart
     copy: int = 0
+    #: the interpolation this target is a frame of (its specification), if any: frames are
+    #: kept in one group and share part of their parameters (:class:`~lightning_featvis.params.SharedImage`)
+    shared: str | None = None
 
     @property
     def parts(self) -> tuple[Term, ...]:
@@ -70,6 +73,17 @@ class Target:
     def identity(self) -> str:
         """The key of the target's first image: the same for all its copies."""
         return replace(self, copy=0).key
+
+    @property
+    def block(self) -> str:
+        """What this target is rendered together with, in one group: its interpolation's other
+        frames, or its own other images."""
+        return self.shared if self.shared is not None else self.identity
+
+    @property
+    def shared_set(self) -> str | None:
+        """The canvases this one shares parameters with: its interpolation's frames of the same copy."""
+        return None if self.shared is None else f"{self.shared}#{self.copy}"
 
     @property
     def file_stem(self) -> str:
@@ -110,6 +124,10 @@ def parse_targets(
         specs = [specs]
     targets = []
     for spec in specs:
+        frames = _interpolation(spec)
+        if frames is not None:
+            targets += frames
+            continue
         terms = _sum_terms(spec)
         if terms is not None:
             targets.append(Target(terms[0].layer, Unit(), terms=terms))
@@ -136,6 +154,42 @@ def number_copies(targets: list[Target]) -> list[Target]:
         seen[target.identity] = count + 1
         numbered.append(replace(target, copy=count))
     return numbered
+
+
+_INTERPOLATE = re.compile(r"^\s*interpolate\((.*)\)\s*$")
+
+
+def _split_arguments(text: str) -> list[str]:
+    """``a, b, 5`` -> ``["a", "b", "5"]``, leaving commas inside brackets (``neuron=[0,1]``) alone."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return parts + [current.strip()]
+
+
+def _interpolation(spec: object) -> list[Target] | None:
+    """The frames of ``interpolate(A, B, n)``: n targets ``(1 - t) * A + t * B`` for t from 0 to
+    1, one set; None for any other specification."""
+    match = _INTERPOLATE.match(spec) if isinstance(spec, str) else None
+    if match is None:
+        return None
+    arguments = _split_arguments(match.group(1))
+    usage = "interpolate(A, B, n): two units and a number of frames n >= 2, e.g. interpolate(layer:neuron=3, layer:neuron=7, 5)"
+    if len(arguments) != 3 or not arguments[2].isdigit() or int(arguments[2]) < 2:
+        raise FeatvisError(f"{usage}; got {spec!r}")
+    count = int(arguments[2])
+    (start,), (end,) = _sum_terms([[1.0, arguments[0]]]), _sum_terms([[1.0, arguments[1]]])
+    frames = []
+    for i in range(count):
+        t = i / (count - 1)
+        terms = (Term(1.0 - t, start.layer, start.unit), Term(t, end.layer, end.unit))
+        frames.append(Target(start.layer, Unit(), terms=terms, shared=str(spec).strip()))
+    return frames
 
 
 _OPERATOR = re.compile(r"\s+([+-])\s+")
@@ -174,6 +228,18 @@ def _sum_terms(spec: object) -> tuple[Term, ...] | None:
                                "write each term as one unit (no ranges or *)")
         terms.append(Term(weight, layer if sep else None, units[0]))
     return tuple(terms)
+
+
+def blocks(targets: list[Target]) -> list[list[Target]]:
+    """``targets`` cut into runs of consecutive targets of one :attr:`Target.block` (each
+    target alone, but a target's images, or an interpolation's frames, together)."""
+    runs: list[list[Target]] = []
+    for target in targets:
+        if runs and runs[-1][0].block == target.block:
+            runs[-1].append(target)
+        else:
+            runs.append([target])
+    return runs
 
 
 @dataclass(frozen=True)

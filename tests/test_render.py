@@ -211,3 +211,12 @@ def test_render_on_two_spawned_processes_gives_the_one_process_images(tmp_path):
     script.write_text(SPAWNED)
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_a_call_without_a_logger_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    from lightning_featvis.zoo.digits import DigitsViT
+
+    monkeypatch.chdir(tmp_path)
+    rendering = render(DigitsViT(), ["heads.head:class=1"], steps=2, logger=False, enable_progress_bar=False)
+    assert rendering.images.shape[0] == 1 and rendering.log_dir is None
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 """Visualization objectives: LightningModules whose only trainable parameter is the input (an
 image, or a text model's input embeddings)."""
 
+from lightning_featvis.objectives.accentuation import AccentuationObjective
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.objectives.class_logit import ClassLogitObjective
 from lightning_featvis.objectives.deep_dream import DeepDreamObjective
@@ -10,6 +11,7 @@ from lightning_featvis.objectives.text import TextReconstructionObjective
 from lightning_featvis.results import GroupResult
 
 __all__ = [
+    "AccentuationObjective",
     "ClassLogitObjective",
     "DeepDreamObjective",
     "GroupResult",

@@ -12,6 +12,7 @@ from lightning_featvis.directions import DirectionForm, DirectionSets
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.params import ImageParam
+from lightning_featvis.params.shared import SharedImage
 from lightning_featvis.schedule import Octave
 from lightning_featvis.targets import Target
 from lightning_featvis.units import select_tokens
@@ -66,6 +67,21 @@ class NeuronObjective(VisualizationObjective):
     @property
     def default_layer(self) -> str | None:
         return self.layer
+
+    def configure_input(self) -> None:
+        # an interpolation's frames share part of their parameters: wrap the canvases once
+        if (self.plan is not None and any(t.shared is not None for t in self.plan.targets)
+                and isinstance(self.param, ImageParam) and not isinstance(self.param, SharedImage)):
+            self.param = SharedImage(self.param)
+        super().configure_input()
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        # every batch, not only a new group's: a group taken up from a checkpoint is one too
+        if isinstance(self.param, SharedImage):
+            sets = [None if t is None else t.shared_set for t in self.targets]
+            order = list(dict.fromkeys(s for s in sets if s is not None))
+            self.param.share_([None if s is None else order.index(s) for s in sets])
 
     def unit_sizes(self, layer: str) -> dict:
         sizes = super().unit_sizes(layer)

@@ -8,5 +8,6 @@ from lightning_featvis.params.fourier import FourierImage
 from lightning_featvis.params.grayscale import GrayscaleImage
 from lightning_featvis.params.maco import MacoImage
 from lightning_featvis.params.pixel import PhotoImage, PixelImage
+from lightning_featvis.params.shared import SharedImage
 
-__all__ = ["DecorrelatedImage", "EmbeddingSequence", "FourierImage", "GrayscaleImage", "ImageParam", "InputParam", "MacoImage", "PhotoImage", "PixelImage"]
+__all__ = ["DecorrelatedImage", "EmbeddingSequence", "FourierImage", "GrayscaleImage", "ImageParam", "InputParam", "MacoImage", "PhotoImage", "PixelImage", "SharedImage"]

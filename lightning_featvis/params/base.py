@@ -104,6 +104,8 @@ class ImageParam(InputParam):
 
     #: the model's input side s (the objective sets it from its model in setup)
     view_size: int = 0
+    #: how many of the rendered channels vary independently (1: one grey channel replicated)
+    distinct_channels: int = 3
 
     def __init__(self) -> None:
         super().__init__()

@@ -30,6 +30,7 @@ class GrayscaleImage(RegionImage):
     """
 
     stored_channels = 1
+    distinct_channels = 1
 
     def __init__(self, mean: float = 0.7, std: float = 1 / 20, downsample: int = 1) -> None:
         super().__init__(downsample)
