@@ -26,6 +26,7 @@ from torchvision.utils import make_grid
 
 from lightning_featvis.algebra import UnitSum, as_spec
 from lightning_featvis.callbacks import GroupResultHook, ImageWriter
+from lightning_featvis.callbacks.attribution import AttributionMap
 from lightning_featvis.cli import FeatvisCLI, featvis_error
 from lightning_featvis.data import TargetDataModule
 from lightning_featvis.dictionaries import WithDictionaries
@@ -57,6 +58,9 @@ class Rendering:
         losses: each target's final loss ``[N]``.
         notes: per target, ``""`` or why it stopped early.
         log_dir: the run's folder (its PNGs, manifest and TensorBoard log), if it logged.
+        attributions: per target, the accumulated input-gradient magnitude ``[N, 1, S, S]``
+            (raw, not normalised), when the run had an
+            :class:`~lightning_featvis.callbacks.AttributionMap` (feature accentuation runs).
     """
 
     images: torch.Tensor
@@ -65,6 +69,7 @@ class Rendering:
     losses: torch.Tensor
     notes: list[str] = field(default_factory=list)
     log_dir: Path | None = None
+    attributions: torch.Tensor | None = None
 
     def to_pil(self) -> list[Image.Image]:
         """One PIL image per target."""
@@ -264,7 +269,11 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
             adapter.release(objective.net)
         _restore(module, state)
     log_dir = Path(cli.trainer.log_dir) if cli.trainer.logger is not None and cli.trainer.log_dir else None
-    return _rendering(collector.results, targets_in_order, cli.trainer, log_dir)
+    rendering = _rendering(collector.results, targets_in_order, cli.trainer, log_dir)
+    maps = next((cb for cb in cli.trainer.callbacks if isinstance(cb, AttributionMap)), None)
+    if maps is not None and all(t.key in maps.maps for t in targets_in_order):
+        rendering.attributions = torch.stack([maps.maps[t.key] for t in targets_in_order])
+    return rendering
 
 
 def _module_state(module: nn.Module | None) -> tuple[bool, list[bool]] | None:

@@ -109,3 +109,15 @@ def test_bad_dictionaries_are_named():
         render(DigitsViT(), [f"{DIGITS_SAE_LAYER}:neuron=0"], steps=1, dictionaries={DIGITS_SAE_LAYER: squash}, **QUIET)
     with pytest.raises(FeatvisError, match="SAE checkpoint not found"):
         DigitsSAE(checkpoint="/no/such/sae.pt").build()
+
+
+def test_featvis_layers_lists_the_shipped_sae_from_its_config(capsys):
+    from pathlib import Path
+
+    from lightning_featvis.cli import main
+
+    config = Path(__file__).parents[1] / "configs" / "objectives" / "digits_sae_latents.yaml"
+    main(["layers", "--config", str(config)])
+    rows = {line.split()[0]: " ".join(line.split()[1:]) for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows[DIGITS_SAE_LAYER] == "DictionaryLayer [1, 65, 256] tokens (1 class token)"
+    assert rows[f"{DIGITS_SAE_LAYER}.pre_codes"] == "Identity [1, 65, 256] tokens (1 class token)"

@@ -4,7 +4,7 @@ reports it (Hamblin et al. 2024; Horama's ``accentuation`` returns it as its alp
 from __future__ import annotations
 
 import io
-from abc import ABC, abstractmethod
+from abc import ABC
 from pathlib import Path
 
 import torch
@@ -133,10 +133,10 @@ class AttributionMap(GroupResultHook):
         if sums is None or sums.shape[0] != slots:
             sums = torch.zeros(slots, 1, size, size, device=pl_module.device)
         sums = self._at_size(sums, torch.empty(slots, 1, size, size, device=sums.device))
-        valid = pl_module.valid()
+        valid = pl_module.valid().long()  # not bool: every backend gathers integers
         if pl_module.trainer.world_size > 1:  # the same order as gather_group's
             sums, valid = pl_module.all_gather(sums).flatten(0, 1), pl_module.all_gather(valid).flatten()
-        return sums[valid].cpu()
+        return sums[valid.bool()].cpu()
 
     def on_target_group_end(self, trainer, pl_module, result) -> None:
         maps = self.group_maps(pl_module)  # every rank: a collective

@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 
-from lightning_featvis.callbacks.attribution import AttributionMap, ExposesCanvasGradient
+from lightning_featvis.callbacks.attribution import (
+    AttributionMap,
+    ExposesCanvasGradient,
+)
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.images import load_photo
 from lightning_featvis.models.adapter import ModelAdapter
@@ -74,7 +77,8 @@ class AccentuationObjective(NeuronObjective, ExposesCanvasGradient):
         attribution: add an :class:`~lightning_featvis.callbacks.AttributionMap` when the
             Trainer has none.
         param: the input parameterization, started from the photo (default:
-            ``FourierImage(decay_power=1.5)``, Horama's decay).
+            ``FourierImage(decay_power=1.5)``, Horama's decay). A ``PhotoImage`` must name the
+            same photo: it re-reads its own when an octave grows the canvas.
 
     Everything else is :class:`NeuronObjective` (``loss_form``, default ``mean`` here: raise the
     unit's mean; ``constant``, ``reduction``, ``scale``, ``log_softmax_logits``). Without

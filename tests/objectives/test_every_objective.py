@@ -11,6 +11,7 @@ from conftest import Collector, tiny_vit
 
 import lightning_featvis.examples.suppress as suppress
 from lightning_featvis import (
+    AccentuationObjective,
     ClassLogitObjective,
     DeepDreamObjective,
     NeuronObjective,
@@ -34,6 +35,8 @@ RUNS = {
                           lambda: TargetDataModule(["class=0-1"], group_size=2)),
     DeepDreamObjective: (lambda tiny: DeepDreamObjective(tiny, photo="digits:3", layer=BLOCK1, octaves=STEPS),
                          lambda: TargetDataModule(["neuron=0"], group_size=1)),
+    AccentuationObjective: (lambda tiny: AccentuationObjective(tiny, photo="digits:3", layer=BLOCK1, octaves=STEPS),
+                            lambda: TargetDataModule(["neuron=0", "heads.head:class=1"], group_size=2)),
     ReconstructionObjective: (lambda tiny: ReconstructionObjective(tiny, target_image="china.jpg", layer=BLOCK1,
                                                               octaves=STEPS),
                               lambda: TargetDataModule(["all"], group_size=1)),
