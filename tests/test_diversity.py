@@ -40,11 +40,11 @@ def test_images_per_target_numbers_copies_and_never_splits_them_across_groups():
     targets = data.parse(Request())
     assert [t.copy for t in targets] == [0, 1, 2, 0, 1, 2, 3, 4, 5]
     assert len({t.key for t in targets}) == 9 and len({t.identity for t in targets}) == 2
-    size = data.group_size_for(len(targets))
+    size = data.group_size_for(targets)
     assert size == 3  # 4 would split a target's 3 images
     for group in data.make_groups(targets, size):
         assert len({t.identity for t in group.targets if t is not None}) == 1
-    assert TargetDataModule(images_per_target=3, group_size=1).group_size_for(3) == 3
+    assert TargetDataModule(images_per_target=3, group_size=1).group_size_for(targets[:3]) == 3
     with pytest.raises(FeatvisError, match="images_per_target"):
         TargetDataModule(images_per_target=0).parse(Request())
 

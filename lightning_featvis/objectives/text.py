@@ -10,6 +10,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from lightning_featvis.callbacks.text_report import ReportsText
 from lightning_featvis.decoding import TokenDecoder
+from lightning_featvis.directions import DirectionForm, DirectionSets
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models.text import TextModel
 from lightning_featvis.objectives.base import VisualizationObjective
@@ -20,7 +21,7 @@ from lightning_featvis.probe import Probe
 from lightning_featvis.schedule import Octave
 from lightning_featvis.seeding import derive_seed, run_seed
 from lightning_featvis.targets import Target
-from lightning_featvis.units import as_tokens, check_unit, select
+from lightning_featvis.units import as_tokens, check_unit, select, select_tokens
 
 
 class TextReconstructionObjective(VisualizationObjective, ReportsText):
@@ -49,6 +50,12 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
             criterion ``||O(e_g) - O(e)|| < ||O(e') - O(e)||`` (the seeds: 1/20).
         top_k: how many candidate tokens the report lists per position.
         vocabulary: restrict decoding to the tokens of these words (``None``: every token).
+        directions: named direction sets for ``direction=NAME[ROW]`` units, as
+            :class:`~lightning_featvis.objectives.NeuronObjective`'s: the target then matches
+            the sentence's tokens projected on that direction (an SAE latent's or a probe's
+            reading of the sentence) instead of their neurons.
+        direction_form: ``dot``, ``cosine`` or ``cossim`` (see :mod:`lightning_featvis.directions`).
+        cossim_pow: the power of the ``cossim`` form.
         octaves: steps and learning-rate ramp; default 500 steps, lr 2 -> 0.2 (the seeds' plain
             gradient descent). Octave sizes must stay unset (a sentence has one length).
         param: the embeddings (default :class:`EmbeddingSequence`: noise at the scale of the
@@ -66,6 +73,9 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
         criterion_noise: float = 1 / 20,
         top_k: int = 5,
         vocabulary: list[str] | None = None,
+        directions: dict[str, str] | None = None,
+        direction_form: DirectionForm = "dot",
+        cossim_pow: float = 1.0,
         octaves: list[Octave] | None = None,
         param: EmbeddingSequence | None = None,
         optimizer: OptimizerCallable | None = None,
@@ -74,6 +84,7 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
                          param=param if param is not None else EmbeddingSequence(), optimizer=optimizer)
         self.layer, self.distance, self.start, self.mix = layer, distance, start, mix
         self.criterion_noise, self.top_k, self.vocabulary = criterion_noise, top_k, vocabulary
+        self.directions = DirectionSets(directions, direction_form, cossim_pow)
         self.sentence_ids: list[list[int]] = []
         self._references: dict[tuple[int, str], torch.Tensor] = {}
         self._decoder: TokenDecoder | None = None
@@ -167,7 +178,11 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
 
     def select(self, acts: dict[str, torch.Tensor], target: Target) -> torch.Tensor:
         length = len(self.sentence_ids[target.sentence])
-        return select(acts[target.layer][:, :length], self.network.layout(target.layer), target.unit)
+        layout = self.network.layout(target.layer)
+        if target.unit.direction is not None:  # [B, t]: each token projected on the direction
+            tokens = select_tokens(acts[target.layer][:, :length], layout, target.unit)
+            return self.directions.project(tokens, *target.unit.direction)
+        return select(acts[target.layer][:, :length], layout, target.unit)
 
     def reference(self, sentence: int, layer: str) -> torch.Tensor:
         """Sentence ``sentence``'s own output of ``layer`` ``[1, L, ...]`` (computed once)."""
@@ -189,7 +204,8 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
         with torch.no_grad():
             acts = self.run(self.sentence_embeddings(shortest), [layer])[layer]
         _, tokens, width = as_tokens(acts, self.network.layout(layer)).shape
-        return {"neurons": width, "patches": tokens}
+        sizes = {"neurons": width, "patches": tokens}
+        return {**sizes, "directions": self.directions.sizes()} if self.directions.sources else sizes
 
     def check_targets(self, targets: tuple[Target, ...]) -> None:
         layers = sorted({t.layer for t in targets})
@@ -199,6 +215,8 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
             for target in (t for t in targets if t.sentence == sentence):
                 tokens = as_tokens(acts[target.layer], self.network.layout(target.layer))
                 check_unit(target.unit, self.network.layout(target.layer), tuple(tokens.shape), target.layer)
+                if target.unit.direction is not None:
+                    self.directions.check(*target.unit.direction, tokens.shape[-1], target.layer)
 
     # --- results -----------------------------------------------------------------------------
 

@@ -318,3 +318,27 @@ def test_an_interrupted_text_run_says_where_its_finished_targets_are(tmp_path, c
     err = capsys.readouterr().err
     assert f"featvis: interrupted: 1 finished targets' rows and embeddings are in {tmp_path / 'text'}" in err
     assert "Run the same command again" in err
+
+
+def test_a_direction_unit_matches_the_sentences_projection_on_it(tmp_path):
+    width = TinyGPT2().build().config.n_embd
+    probe = torch.randn(3, width, generator=torch.Generator().manual_seed(0))
+    torch.save(probe, tmp_path / "probe.pt")
+    make = lambda steps: TextReconstructionObjective(TinyGPT2(), directions={"probe": str(tmp_path / "probe.pt")},
+                                                     octaves=[Octave(steps=steps, lr=(2.0, 0.2))])
+    objective, start = make(80), make(1)
+    targets = ["transformer.h.0:direction=probe[1]"]
+    losses = {t.key: float(x) for r in fit_text(objective, SENTENCES[:1], targets, tmp_path / "a").results
+              for t, x in zip(r.targets, r.losses)}
+    before = {t.key: float(x) for r in fit_text(start, SENTENCES[:1], targets, tmp_path / "b").results
+              for t, x in zip(r.targets, r.losses)}
+    assert losses["transformer.h.0:probe1@0"] < 0.3 * before["transformer.h.0:probe1@0"]
+    # the loss reads the projections, not the neurons: [1, T] of block 1's tokens on row 1
+    tokens = objective.run(objective.sentence_embeddings(0), ["transformer.h.0"])["transformer.h.0"]
+    (target,) = objective.plan.targets
+    torch.testing.assert_close(objective.select({"transformer.h.0": tokens}, target), tokens[..., :] @ probe[1],
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(FeatvisError, match=f"width {width - 1}.*width {width}"):
+        torch.save(torch.randn(2, width - 1), tmp_path / "narrow.pt")
+        fit_text(TextReconstructionObjective(TinyGPT2(), directions={"probe": str(tmp_path / "narrow.pt")},
+                                             octaves=[Octave(steps=1)]), SENTENCES[:1], targets, tmp_path / "c")
