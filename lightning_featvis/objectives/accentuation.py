@@ -16,6 +16,7 @@ from lightning_featvis.callbacks.attribution import (
     AttributionMap,
     ExposesCanvasGradient,
 )
+from lightning_featvis.directions import DirectionForm
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.images import load_photo
 from lightning_featvis.models.adapter import ModelAdapter
@@ -81,7 +82,7 @@ class AccentuationObjective(NeuronObjective, ExposesCanvasGradient):
             same photo: it re-reads its own when an octave grows the canvas.
 
     Everything else is :class:`NeuronObjective` (``loss_form``, default ``mean`` here: raise the
-    unit's mean; ``constant``, ``reduction``, ``scale``, ``log_softmax_logits``). Without
+    unit's mean; ``constant``, ``reduction``, ``scale``, ``log_softmax_logits``, ``directions``, ``direction_form``, ``cossim_pow``). Without
     ``octaves``: 100 steps at the model's input size.
     """
 
@@ -100,6 +101,9 @@ class AccentuationObjective(NeuronObjective, ExposesCanvasGradient):
         reduction: Literal["sum", "mean"] = "mean",
         scale: float = 1.0,
         log_softmax_logits: bool = False,
+        directions: dict[str, str] | None = None,
+        direction_form: DirectionForm = "dot",
+        cossim_pow: float = 1.0,
         octaves: list[Octave] | None = None,
         param: ImageParam | None = None,
         optimizer: OptimizerCallable | None = None,
@@ -112,6 +116,9 @@ class AccentuationObjective(NeuronObjective, ExposesCanvasGradient):
             reduction=reduction,
             scale=scale,
             log_softmax_logits=log_softmax_logits,
+            directions=directions,
+            direction_form=direction_form,
+            cossim_pow=cossim_pow,
             octaves=octaves,
             param=param if param is not None else FourierImage(decay_power=1.5),
             optimizer=optimizer,
