@@ -17,8 +17,8 @@ from lightning_featvis.callbacks import (
     TotalVariation,
 )
 from lightning_featvis.data import SentenceTargets, TargetDataModule
-from lightning_featvis.errors import FeatvisError
 from lightning_featvis.dictionaries import OvercompleteSAE, WithDictionaries
+from lightning_featvis.errors import FeatvisError
 from lightning_featvis.models import AnyModule, HuggingFaceVision, Layout, ModelAdapter
 from lightning_featvis.objectives import (
     AccentuationObjective,

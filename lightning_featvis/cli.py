@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import (
@@ -40,7 +41,12 @@ class FeatvisCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # a render is one pass over the targets (training configs set their own max_epochs)
         kwargs.setdefault("trainer_defaults", {"max_epochs": 1})
-        super().__init__(args=args, **kwargs)
+        with warnings.catch_warnings():
+            # args is always the whole command line here (featvis's own argv with recipes
+            # resolved, or render()'s config): Lightning's warning about args beside sys.argv
+            # would greet every run
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            super().__init__(args=args, **kwargs)
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)

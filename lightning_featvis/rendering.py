@@ -12,7 +12,6 @@ import copy
 import importlib
 import inspect
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,11 +245,7 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
     state = _module_state(module)
     objective = None
     try:
-        with warnings.catch_warnings():
-            # the config is the whole command line; a script's or a notebook kernel's own
-            # sys.argv is not meant for it, so Lightning's warning about both says nothing here
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            cli = FeatvisCLI(args=config, run=False)
+        cli = FeatvisCLI(args=config, run=False)  # the config is the whole command line
         objective = cli.model
         if not isinstance(objective, VisualizationObjective):
             raise FeatvisError(f"render: the recipe's model is {type(objective).__name__}, not a visualization objective")
