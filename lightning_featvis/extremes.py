@@ -1,0 +1,94 @@
+"""Running top-k and bottom-k of many units over a stream of images: the bookkeeping of dataset
+examples (the real images that drive a unit most, and least, beside its visualization).
+
+One pass over a dataset feeds batches of activations ``[B, U]`` (U units, one value per image)
+with the images' dataset indices ``[B]``; :class:`RunningExtremes` keeps, per unit, the k largest
+and k smallest values seen so far and where they came from, merging each batch in one
+``topk`` over ``k + B`` candidates. Memory is O(U x k) whatever the dataset's size; two
+accumulators (two shards, or a pass resumed from a saved state) merge into the one a single
+pass would give.
+
+Shapes: U units, B images in a batch, k examples kept per unit and side.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_featvis.errors import FeatvisError
+
+
+class RunningExtremes:
+    """The k largest and k smallest activations of each of ``units`` units, with their images'
+    dataset indices.
+
+    Ties are broken towards the smaller dataset index, so the result does not depend on the
+    order or the batching of the stream (nor on how it was sharded).
+
+    Args:
+        units: U, the number of units.
+        k: examples kept per unit and side (fewer while fewer images have been seen).
+    """
+
+    def __init__(self, units: int, k: int) -> None:
+        if units < 1 or k < 1:
+            raise FeatvisError(f"dataset examples need at least one unit and k >= 1, got {units} units and k={k}")
+        self.units, self.k = units, k
+        empty = torch.empty(units, 0)
+        self.top_values, self.top_indices = empty.clone(), empty.clone().long()
+        self.bottom_values, self.bottom_indices = empty.clone(), empty.clone().long()
+        self.seen = 0
+
+    def update(self, values: torch.Tensor, indices: torch.Tensor) -> None:
+        """Merge a batch: ``values`` ``[B, U]`` (one activation per image and unit) of the images
+        with dataset indices ``indices`` ``[B]``."""
+        if values.dim() != 2 or values.shape[1] != self.units or indices.shape != values.shape[:1]:
+            raise FeatvisError(f"a batch of activations is [B, {self.units}] with [B] indices, "
+                               f"got {tuple(values.shape)} and {tuple(indices.shape)}")
+        values = values.detach().float().cpu().T  # [U, B]
+        indices = indices.detach().long().cpu().expand(self.units, -1)
+        self.top_values, self.top_indices = self._keep(self.top_values, self.top_indices, values, indices, True)
+        self.bottom_values, self.bottom_indices = self._keep(self.bottom_values, self.bottom_indices, values, indices,
+                                                             False)
+        self.seen += values.shape[1]
+
+    def _keep(self, kept: torch.Tensor, kept_indices: torch.Tensor, values: torch.Tensor, indices: torch.Tensor,
+              largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        candidates = torch.cat([kept, values], dim=1)  # [U, k + B]
+        where = torch.cat([kept_indices, indices], dim=1)
+        # order by value, then by dataset index (a stable tie-break, whatever the batching):
+        # sort by index first, then a stable sort by value keeps the index order among equals
+        by_index = where.argsort(dim=1, stable=True)
+        candidates, where = candidates.gather(1, by_index), where.gather(1, by_index)
+        order = candidates.argsort(dim=1, descending=largest, stable=True)[:, :self.k]
+        return candidates.gather(1, order), where.gather(1, order)
+
+    def merge(self, other: RunningExtremes) -> None:
+        """Take in another accumulator's examples (another shard of the same dataset, same units)."""
+        if (other.units, other.k) != (self.units, self.k):
+            raise FeatvisError(f"cannot merge dataset examples of {other.units} units x k={other.k} "
+                               f"into {self.units} units x k={self.k}")
+        for largest in (True, False):
+            mine = (self.top_values, self.top_indices) if largest else (self.bottom_values, self.bottom_indices)
+            theirs = (other.top_values, other.top_indices) if largest else (other.bottom_values, other.bottom_indices)
+            kept = self._keep(*mine, *theirs, largest)
+            if largest:
+                self.top_values, self.top_indices = kept
+            else:
+                self.bottom_values, self.bottom_indices = kept
+        self.seen += other.seen
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue the pass later (:meth:`load_state_dict`)."""
+        return {"units": self.units, "k": self.k, "seen": self.seen, "top_values": self.top_values,
+                "top_indices": self.top_indices, "bottom_values": self.bottom_values,
+                "bottom_indices": self.bottom_indices}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> RunningExtremes:
+        """An accumulator that continues where ``state`` (:meth:`state_dict`) left off."""
+        extremes = cls(int(state["units"]), int(state["k"]))
+        extremes.seen = int(state["seen"])
+        for name in ("top_values", "top_indices", "bottom_values", "bottom_indices"):
+            setattr(extremes, name, state[name])
+        return extremes
