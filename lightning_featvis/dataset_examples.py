@@ -38,7 +38,7 @@ class UnitReader:
         self.layers = sorted({part.layer for t in self.targets for part in t.parts})
 
     def _parts(self, target: Target) -> list[tuple[float, Target]]:
-        return [(term.weight, Target(term.layer, term.unit)) for term in target.parts]
+        return [(term.weight, term.target) for term in target.parts]
 
     def activations(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The targets' layers' outputs for ``images`` ``[B, 3, S, S]`` in [0, 1]."""

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.models.adapter import Layout
+from lightning_featvis.units import Unit, select_tokens
 
 DirectionForm = Literal["dot", "cosine", "cossim"]
 
@@ -82,6 +84,15 @@ class DirectionSets:
     def sizes(self) -> dict[str, int]:
         """Rows per set, for ``direction=NAME[*]``."""
         return {name: self.matrix(name).shape[0] for name in self.sources}
+
+    def with_sizes(self, sizes: dict) -> dict:
+        """A layer's ``sizes`` (what ``*`` stands for), with the sets' rows when there are sets."""
+        return {**sizes, "directions": self.sizes()} if self.sources else sizes
+
+    def select(self, acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
+        """The tokens a direction ``unit`` names in a layer output ``acts`` (its patches, class
+        token as ``cls=``), each projected on its direction: ``[B, t]`` (float32)."""
+        return self.project(select_tokens(acts, layout, unit), *unit.direction)
 
     def check(self, name: str, row: int, width: int, layer: str) -> None:
         """Refuse a row out of range or a set whose width is not the layer's."""

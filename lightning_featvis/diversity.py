@@ -57,20 +57,23 @@ class Diversity:
         """The layer ``target``'s copies are compared in."""
         return self.layer if self.layer is not None else target.parts[0].layer
 
-    def layers(self, targets: tuple[Target | None, ...]) -> set[str]:
-        """The layers a group's penalty reads (none when no target has another image in the group)."""
-        if self.weight == 0:
+    def layers(self, targets: tuple[Target | None, ...], progress: float = 0.0) -> set[str]:
+        """The layers a group's penalty reads ``progress`` (step / steps) into the render: none
+        when its weight is 0 by then, or no target has another image in the group (so the
+        forward pass need not reach them)."""
+        if self.weight_at(progress) == 0:
             return set()
         return {self.layer_of(t) for t in targets if t is not None and _has_peer(t, targets)}
 
     def penalty(self, acts: dict[str, torch.Tensor], layouts: dict[str, Layout],
                 targets: tuple[Target | None, ...], progress: float = 0.0) -> torch.Tensor:
-        """Per-slot penalty ``[G]`` from the group's activations (``acts[layer]``: ``[G * c, ...]``,
-        target-major), ``progress`` (step / steps) into the render; 0 for padding and for
-        targets alone in the group."""
+        """Per-slot penalty ``[G]`` from the group's activations at the :meth:`layers` it reads
+        (``acts[layer]``: ``[G * c, ...]``, target-major; ``layouts``: those layers' layouts),
+        ``progress`` (step / steps) into the render; 0 for padding and for targets alone in the
+        group."""
         weight = self.weight_at(progress)
-        out = torch.zeros(len(targets), device=next(iter(acts.values())).device) if acts else torch.zeros(len(targets))
-        for layer in self.layers(targets):
+        out = torch.zeros(len(targets), device=next(iter(acts.values())).device)
+        for layer in layouts:
             slots = [i for i, t in enumerate(targets) if t is not None and self.layer_of(t) == layer and _has_peer(t, targets)]
             grams = normalised_grams(acts[layer], layouts[layer], len(targets))[slots]  # [n, D*D]
             cosine = grams @ grams.T

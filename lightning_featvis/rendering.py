@@ -192,7 +192,7 @@ def render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | s
         seed: the run's seed (``seed_everything``).
         **options: ``dictionaries={"<layer>.sae": sae}`` attaches dictionaries (sparse
             autoencoders) after layers, as layers of their own
-            (:class:`~lightning_featvis.models.WithDictionaries`); by name, the objective's arguments (``loss_form``, ``param``, ...), the data
+            (:class:`~lightning_featvis.dictionaries.WithDictionaries`); by name, the objective's arguments (``loss_form``, ``param``, ...), the data
             module's (``group_size``), the model's (``image_size``, ``layout``, ``mean``,
             ``std``), a callback's by its class name (``TotalVariation={"weight": 0.5}``;
             ``None`` removes it) and the Trainer's (``accelerator``, ``devices``,
@@ -238,9 +238,7 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
         raise FeatvisError("render: callbacks= takes Lightning callback instances (the recipe's own are set by class name)")
     dictionaries = options.pop("dictionaries", None)
     config, adapter_options = render_config(targets, recipe, steps, seed, **options)
-    adapter = adapter_for(model, **adapter_options)
-    if dictionaries:
-        adapter = WithDictionaries(adapter, dictionaries)
+    adapter = _adapter(model, dictionaries, adapter_options)
     module = model if isinstance(model, nn.Module) else None
     state = _module_state(module)
     objective = None
@@ -269,6 +267,12 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
     if maps is not None and all(t.key in maps.maps for t in targets_in_order):
         rendering.attributions = torch.stack([maps.maps[t.key] for t in targets_in_order])
     return rendering
+
+
+def _adapter(model: nn.Module | ModelAdapter, dictionaries: Mapping | None, options: Mapping) -> ModelAdapter:
+    """``model``'s adapter (:func:`adapter_for` with ``options``), with ``dictionaries`` attached if any."""
+    adapter = adapter_for(model, **options)
+    return WithDictionaries(adapter, dictionaries) if dictionaries else adapter
 
 
 def _module_state(module: nn.Module | None) -> tuple[bool, list[bool]] | None:
@@ -334,5 +338,4 @@ def _planned_targets(objective: VisualizationObjective, datamodule: TargetDataMo
 def layers(model: nn.Module | ModelAdapter, dictionaries: Mapping | None = None, **options: object) -> list[LayerInfo]:
     """Every addressable layer of ``model`` with its output shape and layout (the table
     ``featvis layers`` prints), as data; ``dictionaries`` and ``options`` as :func:`render`'s."""
-    adapter = adapter_for(model, **options)
-    return describe_layers(WithDictionaries(adapter, dictionaries) if dictionaries else adapter)
+    return describe_layers(_adapter(model, dictionaries, options))

@@ -30,6 +30,11 @@ class Term:
     def key(self) -> str:
         return f"{self.weight:g}*{self.layer or ''}:{self.unit.name}"
 
+    @property
+    def target(self) -> Target:
+        """The one-unit target this term drives (without its weight)."""
+        return Target(self.layer, self.unit)
+
 
 @dataclass(frozen=True)
 class Target:

@@ -174,7 +174,7 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
             acts = Probe(self.net, layers, stop=False)(torch.zeros(1, 3, s, s))
         for target in targets:
             for part in target.parts:
-                one = Target(part.layer, part.unit)
+                one = part.target
                 self.check_unit(one, tuple(as_tokens(acts[one.layer], self.network.layout(one.layer)).shape))
 
     def check_unit(self, target: Target, tokens_shape: tuple[int, ...]) -> None:
@@ -198,7 +198,8 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
         and activation are the weighted sums of its terms'. Images of one target in the group
         add the plan's diversity penalty (:mod:`~lightning_featvis.diversity`)."""
         diversity = self.plan.diversity if self.plan is not None else NO_DIVERSITY
-        compared = diversity.layers(self.targets)
+        progress = max(self.position.step, 0) / self.steps_per_target
+        compared = diversity.layers(self.targets, progress)
         layers = sorted({part.layer for t in self.targets if t is not None for part in t.parts} | compared)
         acts = self.activations(views, layers)
         copies = views.shape[0] // len(self.targets)
@@ -215,13 +216,12 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
                 losses.append(self.loss(chosen, target).mean())
                 means.append(chosen.detach().mean())
                 continue
-            parts = [(term.weight, Target(term.layer, term.unit)) for term in target.terms]
+            parts = [(term.weight, term.target) for term in target.terms]
             chosen = [(weight, one, self.select(mine, one).float()) for weight, one in parts]
             losses.append(sum(weight * self.loss(values, one).mean() for weight, one, values in chosen))
             means.append(sum(weight * values.detach().mean() for weight, _, values in chosen))
         losses = torch.stack(losses)
         if compared:
-            progress = max(self.position.step, 0) / self.steps_per_target
             losses = losses + diversity.penalty(acts, {layer: self.network.layout(layer) for layer in compared},
                                                 self.targets, progress)
         return losses, torch.stack(means)

@@ -15,7 +15,6 @@ from lightning_featvis.params import ImageParam
 from lightning_featvis.params.shared import SharedImage
 from lightning_featvis.schedule import Octave
 from lightning_featvis.targets import Target
-from lightning_featvis.units import select_tokens
 
 
 class NeuronObjective(VisualizationObjective):
@@ -84,8 +83,7 @@ class NeuronObjective(VisualizationObjective):
             self.param.share_([None if s is None else order.index(s) for s in sets])
 
     def unit_sizes(self, layer: str) -> dict:
-        sizes = super().unit_sizes(layer)
-        return {**sizes, "directions": self.directions.sizes()} if self.directions.sources else sizes
+        return self.directions.with_sizes(super().unit_sizes(layer))
 
     def check_unit(self, target: Target, tokens_shape: tuple[int, ...]) -> None:
         super().check_unit(target, tokens_shape)
@@ -95,8 +93,7 @@ class NeuronObjective(VisualizationObjective):
 
     def select(self, acts: dict[str, torch.Tensor], target: Target) -> torch.Tensor:
         if target.unit.direction is not None:  # [B, t]: each token projected on the direction
-            tokens = select_tokens(acts[target.layer], self.network.layout(target.layer), target.unit)
-            return self.directions.project(tokens, *target.unit.direction)
+            return self.directions.select(acts[target.layer], self.network.layout(target.layer), target.unit)
         if self.log_softmax_logits and self.network.layout(target.layer).kind == "logits":
             acts = {**acts, target.layer: acts[target.layer].float().log_softmax(dim=-1)}
         return super().select(acts, target)

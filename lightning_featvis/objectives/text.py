@@ -21,7 +21,7 @@ from lightning_featvis.probe import Probe
 from lightning_featvis.schedule import Octave
 from lightning_featvis.seeding import derive_seed, run_seed
 from lightning_featvis.targets import Target
-from lightning_featvis.units import as_tokens, check_unit, select, select_tokens
+from lightning_featvis.units import as_tokens, check_unit, select
 
 
 class TextReconstructionObjective(VisualizationObjective, ReportsText):
@@ -180,8 +180,7 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
         length = len(self.sentence_ids[target.sentence])
         layout = self.network.layout(target.layer)
         if target.unit.direction is not None:  # [B, t]: each token projected on the direction
-            tokens = select_tokens(acts[target.layer][:, :length], layout, target.unit)
-            return self.directions.project(tokens, *target.unit.direction)
+            return self.directions.select(acts[target.layer][:, :length], layout, target.unit)
         return select(acts[target.layer][:, :length], layout, target.unit)
 
     def reference(self, sentence: int, layer: str) -> torch.Tensor:
@@ -204,8 +203,7 @@ class TextReconstructionObjective(VisualizationObjective, ReportsText):
         with torch.no_grad():
             acts = self.run(self.sentence_embeddings(shortest), [layer])[layer]
         _, tokens, width = as_tokens(acts, self.network.layout(layer)).shape
-        sizes = {"neurons": width, "patches": tokens}
-        return {**sizes, "directions": self.directions.sizes()} if self.directions.sources else sizes
+        return self.directions.with_sizes({"neurons": width, "patches": tokens})
 
     def check_targets(self, targets: tuple[Target, ...]) -> None:
         layers = sorted({t.layer for t in targets})
