@@ -6,6 +6,7 @@ from lightning_featvis.algebra import UnitSum, interpolate, unit
 from lightning_featvis.callbacks import (
     AttributionMap,
     AugmentationEnsemble,
+    CompileNetwork,
     GaussianBlur,
     GaussianPrior,
     ImageLogger,
@@ -49,6 +50,7 @@ __all__ = [
     "AttributionMap",
     "AugmentationEnsemble",
     "ClassLogitObjective",
+    "CompileNetwork",
     "DecorrelatedImage",
     "DeepDreamObjective",
     "EmbeddingSequence",

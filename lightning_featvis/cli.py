@@ -6,6 +6,9 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable
+
+import lightning as L
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import (
@@ -17,6 +20,8 @@ from lightning_featvis.errors import FeatvisError, WriteError, is_write_failure
 from lightning_featvis.recipes import resolve_config_argument
 from lightning_featvis.trainer import FeatvisTrainer, check_checkpoint
 
+#: the microscope's subcommands (lightning_featvis.microscope.command_line), beside LightningCLI's
+MICROSCOPE_COMMANDS = ("examples", "gallery")
 #: accelerators that need a CUDA device
 _CUDA = ("gpu", "cuda")
 
@@ -58,19 +63,8 @@ class FeatvisCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         trainer = self._get(self.config_init, "trainer", default={}) or {}
-        accelerator = str(trainer.get("accelerator", "auto")).lower()
-        if accelerator in _CUDA:
-            import torch
-
-            if not torch.cuda.is_available():
-                raise FeatvisError(f"--trainer.accelerator {accelerator}: no GPU is available here "
-                                   "(torch.cuda.is_available() is False); use --trainer.accelerator cpu or auto, "
-                                   "or run on a machine with a GPU and a CUDA build of torch")
-        try:
-            return super().instantiate_trainer(**kwargs)
-        except MisconfigurationException as err:
-            # Lightning's own refusals (devices, strategy, precision): one line with its reason
-            raise FeatvisError(f"trainer: {str(err).strip().splitlines()[0]}") from err
+        return checked_trainer(lambda: super(FeatvisCLI, self).instantiate_trainer(**kwargs),
+                               trainer.get("accelerator", "auto"))
 
     def before_fit(self) -> None:
         # the config's identity lets a rerun of the same command resume an interrupted sweep
@@ -79,6 +73,23 @@ class FeatvisCLI(LightningCLI):
 
         if isinstance(self.datamodule, TargetDataModule):
             self.datamodule.run_fingerprint = config_fingerprint(self.config[self.subcommand].as_dict())
+
+
+def checked_trainer(make: Callable[[], L.Trainer], accelerator: object = "auto") -> L.Trainer:
+    """``make()``'s Trainer, refusing a GPU accelerator where there is none and turning
+    Lightning's refusals (devices, strategy, precision) into one line with its reason."""
+    accelerator = str(accelerator).lower()
+    if accelerator in _CUDA:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise FeatvisError(f"--trainer.accelerator {accelerator}: no GPU is available here "
+                               "(torch.cuda.is_available() is False); use --trainer.accelerator cpu or auto, "
+                               "or run on a machine with a GPU and a CUDA build of torch")
+    try:
+        return make()
+    except MisconfigurationException as err:
+        raise FeatvisError(f"trainer: {str(err).strip().splitlines()[0]}") from err
 
 
 def featvis_error(err: BaseException) -> FeatvisError | None:
@@ -101,7 +112,7 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         threading.__excepthook__(args)
 
 
-def _with_recipes(args: list[str]) -> list[str]:
+def with_recipes(args: list[str]) -> list[str]:
     """``--config recipe:NAME`` (or ``--config=recipe:NAME``) names a packaged recipe's file."""
     out, follows_config = [], False
     for arg in args:
@@ -117,8 +128,15 @@ def _with_recipes(args: list[str]) -> list[str]:
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``featvis``; bad input ends with one message, not a traceback."""
     threading.excepthook = _thread_excepthook
+    args = sys.argv[1:] if args is None else args
     try:
-        FeatvisCLI(args=_with_recipes(sys.argv[1:] if args is None else args))
+        if args and args[0] in MICROSCOPE_COMMANDS:
+            # their own command lines: ``--data SOURCE`` names images, not LightningCLI's data module
+            from lightning_featvis.microscope.command_line import run_command
+
+            run_command(args)
+            return
+        FeatvisCLI(args=with_recipes(args))
     except SIGTERMException:
         # Lightning ends the step under way, lets callbacks save (ImageWriter writes what it
         # has), then raises this SystemExit whose status would be 0: report a signal's instead

@@ -238,9 +238,9 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
         raise FeatvisError("render: callbacks= takes Lightning callback instances (the recipe's own are set by class name)")
     dictionaries = options.pop("dictionaries", None)
     config, adapter_options = render_config(targets, recipe, steps, seed, **options)
-    adapter = _adapter(model, dictionaries, adapter_options)
+    adapter = adapter_with_dictionaries(model, dictionaries, adapter_options)
     module = model if isinstance(model, nn.Module) else None
-    state = _module_state(module)
+    state = module_state(module)
     objective = None
     try:
         cli = FeatvisCLI(args=config, run=False)  # the config is the whole command line
@@ -260,7 +260,7 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
     finally:
         if isinstance(objective, VisualizationObjective) and objective.net is not None:
             adapter.release(objective.net)
-        _restore(module, state)
+        restore_module(module, state)
     log_dir = Path(cli.trainer.log_dir) if cli.trainer.logger is not None and cli.trainer.log_dir else None
     rendering = _rendering(collector.results, targets_in_order, cli.trainer, log_dir)
     maps = next((cb for cb in cli.trainer.callbacks if isinstance(cb, AttributionMap)), None)
@@ -269,19 +269,21 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
     return rendering
 
 
-def _adapter(model: nn.Module | ModelAdapter, dictionaries: Mapping | None, options: Mapping) -> ModelAdapter:
+def adapter_with_dictionaries(model: nn.Module | ModelAdapter, dictionaries: Mapping | None, options: Mapping) -> ModelAdapter:
     """``model``'s adapter (:func:`adapter_for` with ``options``), with ``dictionaries`` attached if any."""
     adapter = adapter_for(model, **options)
     return WithDictionaries(adapter, dictionaries) if dictionaries else adapter
 
 
-def _module_state(module: nn.Module | None) -> tuple[bool, list[bool]] | None:
+def module_state(module: nn.Module | None) -> tuple[bool, list[bool]] | None:
+    """A user's module's mode and ``requires_grad`` flags, to give it back as it was (:func:`restore_module`)."""
     if module is None:
         return None
     return module.training, [p.requires_grad for p in module.parameters()]
 
 
-def _restore(module: nn.Module | None, state: tuple[bool, list[bool]] | None) -> None:
+def restore_module(module: nn.Module | None, state: tuple[bool, list[bool]] | None) -> None:
+    """Put back what :func:`module_state` recorded."""
     if module is None or state is None:
         return
     module.train(state[0])
@@ -338,4 +340,4 @@ def _planned_targets(objective: VisualizationObjective, datamodule: TargetDataMo
 def layers(model: nn.Module | ModelAdapter, dictionaries: Mapping | None = None, **options: object) -> list[LayerInfo]:
     """Every addressable layer of ``model`` with its output shape and layout (the table
     ``featvis layers`` prints), as data; ``dictionaries`` and ``options`` as :func:`render`'s."""
-    return describe_layers(_adapter(model, dictionaries, options))
+    return describe_layers(adapter_with_dictionaries(model, dictionaries, options))

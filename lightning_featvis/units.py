@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -317,8 +318,18 @@ def select_tokens(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tenso
     else:
         index = list(range(prefix)) if unit.class_token else []
         index += [prefix + p for p in unit.patches]
-        tokens = tokens[:, index]
+        tokens = pick(tokens, 1, index)
     return tokens
+
+
+def pick(tensor: torch.Tensor, dim: int, index: Sequence[int]) -> torch.Tensor:
+    """``tensor``'s entries ``index`` along ``dim``: a view for a run of consecutive indices,
+    else ``index_select`` (a list index ``t[..., [5]]`` of a large strided tensor takes a slow
+    path outside inference mode: milliseconds where this takes microseconds)."""
+    index = list(index)
+    if index and index == list(range(index[0], index[0] + len(index))):
+        return tensor.narrow(dim, index[0], len(index))
+    return tensor.index_select(dim, torch.tensor(index, dtype=torch.long, device=tensor.device))
 
 
 def select(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
@@ -336,14 +347,14 @@ def select(acts: torch.Tensor, layout: Layout, unit: Unit) -> torch.Tensor:
     if layout.heads and (unit.heads is not None or unit.is_pattern):
         per_head = tokens.unflatten(-1, (layout.heads, -1))
         if unit.heads is not None:
-            per_head = per_head[:, :, list(unit.heads)]
+            per_head = pick(per_head, 2, unit.heads)
         if unit.is_pattern:
             prefix = layout.prefix_tokens
             keys = (list(range(prefix)) if unit.key_class_token else []) + [prefix + p for p in unit.keys or ()]
-            per_head = per_head[..., keys]
+            per_head = pick(per_head, -1, keys)
         elif unit.neurons is not None:
-            per_head = per_head[..., list(unit.neurons)]
+            per_head = pick(per_head, -1, unit.neurons)
         return per_head.flatten(1)
     if unit.neurons is not None:
-        tokens = tokens[..., list(unit.neurons)]
+        tokens = pick(tokens, -1, unit.neurons)
     return tokens.flatten(1)

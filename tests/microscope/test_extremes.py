@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_featvis.errors import FeatvisError
-from lightning_featvis.extremes import RunningExtremes
+from lightning_featvis.microscope.extremes import RunningExtremes
 
 
 def brute_force(values: torch.Tensor, k: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:

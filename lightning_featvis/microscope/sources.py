@@ -16,6 +16,7 @@ to the model's side S (antialiased), grey or RGBA converted to RGB:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,10 @@ def square(image: Image.Image | torch.Tensor, size: int) -> torch.Tensor:
 
 
 class _Indexed(Dataset):
-    """``(image, index)`` pairs from a function of the index."""
+    """``(image, index)`` pairs from a reader of the index (picklable: DataLoader workers and
+    spawned ranks get a copy)."""
 
-    def __init__(self, count: int, read, size: int, name: str) -> None:
+    def __init__(self, count: int, read: Callable[[int], Image.Image | torch.Tensor], size: int, name: str) -> None:
         self.count, self.read, self.size, self.name = count, read, size, name
 
     def __len__(self) -> int:
@@ -54,6 +56,30 @@ class _Indexed(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return square(self.read(index), self.size), index
+
+
+class _ImageFiles:
+    """Reads the i-th of ``files`` as an RGB image."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __call__(self, index: int) -> Image.Image:
+        try:
+            with Image.open(self.files[index]) as image:
+                return image.convert("RGB")
+        except OSError as err:
+            raise FeatvisError(f"cannot read image {self.files[index]}: {err}") from err
+
+
+class _Column:
+    """Reads the i-th row's ``column`` of a Hugging Face dataset."""
+
+    def __init__(self, data, column: str) -> None:
+        self.data, self.column = data, column
+
+    def __call__(self, index: int) -> Image.Image:
+        return self.data[index][self.column]
 
 
 def _digits(split: str | None, size: int) -> Dataset:
@@ -66,7 +92,7 @@ def _digits(split: str | None, size: int) -> Dataset:
         images = parts.train_images if split == "train" else parts.val_images
     else:
         raise FeatvisError(f"digits has the splits train and val (or none: all 1797), not {split!r}")
-    return _Indexed(len(images), lambda i: images[i], size, f"digits{':' + split if split else ''}")
+    return _Indexed(len(images), images.__getitem__, size, f"digits{':' + split if split else ''}")
 
 
 def _folder(folder: Path, size: int) -> Dataset:
@@ -74,14 +100,7 @@ def _folder(folder: Path, size: int) -> Dataset:
     if not files:
         raise FeatvisError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder} or its subfolders")
 
-    def read(index: int) -> Image.Image:
-        try:
-            with Image.open(files[index]) as image:
-                return image.convert("RGB")
-        except OSError as err:
-            raise FeatvisError(f"cannot read image {files[index]}: {err}") from err
-
-    dataset = _Indexed(len(files), read, size, str(folder))
+    dataset = _Indexed(len(files), _ImageFiles(files), size, str(folder))
     dataset.files = files  # which file each index is (ImageFolder's order: class folders sorted)
     return dataset
 
@@ -107,8 +126,7 @@ def _huggingface(spec: str, size: int) -> Dataset:
     columns = [name for name, feature in data.features.items() if isinstance(feature, datasets.Image)]
     if not columns:
         raise FeatvisError(f"the dataset {spec!r} has no image column (features: {', '.join(data.features)})")
-    column = columns[0]
-    return _Indexed(len(data), lambda i: data[i][column], size, spec)
+    return _Indexed(len(data), _Column(data, columns[0]), size, spec)
 
 
 def image_source(spec: str, size: int) -> Dataset:

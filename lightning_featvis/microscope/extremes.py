@@ -18,12 +18,26 @@ import torch
 from lightning_featvis.errors import FeatvisError
 
 
+def order_keys(values: torch.Tensor, indices: torch.Tensor, largest: bool) -> torch.Tensor:
+    """One int64 per value whose order is the value's, ties broken towards the smaller dataset
+    index (for the largest and for the smallest alike): one ``topk`` of these keys is exact and
+    deterministic, where ``topk`` of the values leaves the order of ties unspecified.
+
+    The high 32 bits are the float32 value's bits made monotone (negative floats' magnitude
+    bits flipped), the low 32 the index (its complement when the largest are wanted).
+    """
+    bits = (values.float() + 0.0).view(torch.int32)  # + 0.0: -0.0 and 0.0 are equal, as values
+    monotone = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).long()
+    low = (0xFFFFFFFF - indices) if largest else indices
+    return (monotone << 32) | low
+
+
 class RunningExtremes:
     """The k largest and k smallest activations of each of ``units`` units, with their images'
     dataset indices.
 
     Ties are broken towards the smaller dataset index, so the result does not depend on the
-    order or the batching of the stream (nor on how it was sharded).
+    order or the batching of the stream (nor on how it was sharded). Indices are below 2**32.
 
     Args:
         units: U, the number of units.
@@ -56,11 +70,8 @@ class RunningExtremes:
               largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
         candidates = torch.cat([kept, values], dim=1)  # [U, k + B]
         where = torch.cat([kept_indices, indices], dim=1)
-        # order by value, then by dataset index (a stable tie-break, whatever the batching):
-        # sort by index first, then a stable sort by value keeps the index order among equals
-        by_index = where.argsort(dim=1, stable=True)
-        candidates, where = candidates.gather(1, by_index), where.gather(1, by_index)
-        order = candidates.argsort(dim=1, descending=largest, stable=True)[:, :self.k]
+        order = order_keys(candidates, where, largest).topk(min(self.k, candidates.shape[1]), dim=1,
+                                                            largest=largest).indices
         return candidates.gather(1, order), where.gather(1, order)
 
     def merge(self, other: RunningExtremes) -> None:

@@ -1,0 +1,77 @@
+"""``featvis examples`` and ``featvis gallery``: the microscope's two commands.
+
+``featvis examples --config RUN.yaml --data SOURCE [--output DIR]`` finds every target's
+dataset examples (:func:`~lightning_featvis.microscope.runs.examples_from_config`; Trainer
+settings as ``--trainer.devices 2``, ``--trainer.precision bf16-mixed``...);
+``featvis gallery RUN_DIR [--examples DIR] [--output DIR]`` writes the static site
+(:func:`~lightning_featvis.microscope.gallery.write_gallery`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+
+from lightning_featvis.errors import FeatvisError
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose refusals are one ``featvis: error:`` line (a FeatvisError), not usage text."""
+
+    def error(self, message: str):
+        raise FeatvisError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def default_output(source: str) -> str:
+    """``examples/<source>``: e.g. ``examples/digits``, ``examples/photos`` for a folder ``photos/``."""
+    name = re.sub(r"[^\w.-]+", "_", source.rstrip("/").rsplit("/", 1)[-1].replace(":", "_")).strip("_.")
+    return f"examples/{name or 'data'}"
+
+
+def examples_command(args: list[str]) -> None:
+    parser = _Parser(prog="featvis examples", description=(
+        "Stream a dataset through the config's model once and keep, for each of its targets, the k images that "
+        "drive it most and least (with per-patch maps) and the histogram of its activation. Trainer settings "
+        "as in featvis fit: --trainer.accelerator, --trainer.devices, --trainer.strategy, --trainer.precision, "
+        "--trainer.limit_predict_batches."))
+    parser.add_argument("--config", action="append", required=True, help="the run's config (as for featvis fit)")
+    parser.add_argument("--data", required=True, help="digits, digits:train, digits:val, a folder of images, "
+                        "hf:NAME[:SPLIT], or a directory written by datasets' save_to_disk")
+    parser.add_argument("--output", help="folder to write (default: examples/<data>)")
+    parser.add_argument("--k", type=int, default=9, help="examples per unit and side (default 9)")
+    parser.add_argument("--batch_size", type=int, default=64, help="images per batch and device (default 64)")
+    parser.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (default 0)")
+    parser.add_argument("--bins", type=int, default=64, help="histogram bins per unit (default 64)")
+    parser.add_argument("--save_every", type=float, default=60.0,
+                        help="seconds between saves of the pass's state, to continue it if interrupted (default 60)")
+    known, rest = parser.parse_known_args(args)
+    strays = [a for a in rest if a.startswith("--") and not a.startswith("--trainer.")]
+    if strays:
+        parser.error(f"unknown option {strays[0]}: Trainer settings are --trainer.NAME")
+    from lightning_featvis.cli import with_recipes
+    from lightning_featvis.microscope.runs import examples_from_config
+
+    cli_args = with_recipes([arg for config in known.config for arg in ("--config", config)]) + rest
+    examples_from_config(cli_args, known.data, known.output or default_output(known.data), k=known.k,
+                         batch_size=known.batch_size, num_workers=known.num_workers, bins=known.bins,
+                         save_every=known.save_every, command=shlex.join(["featvis", "examples", *args]))
+
+
+def gallery_command(args: list[str]) -> None:
+    parser = _Parser(prog="featvis gallery", description=(
+        "Write a static site (HTML, CSS, images; opens offline from file://) of a featvis fit run: a page per "
+        "layer with every unit's image, a page per unit with its dataset examples when --examples is given."))
+    parser.add_argument("run_dir", help="the run's folder, lightning_logs/version_N")
+    parser.add_argument("--examples", help="a featvis examples --output folder")
+    parser.add_argument("--output", help="folder to write (default: RUN_DIR/gallery)")
+    known = parser.parse_args(args)
+    from lightning_featvis.microscope.gallery import write_gallery
+
+    site = write_gallery(known.run_dir, known.examples, known.output)
+    print(f"featvis: done: gallery in {site}; open {site / 'index.html'} in a browser", file=sys.stderr)
+
+
+def run_command(args: list[str]) -> None:
+    """Run ``featvis examples ...`` or ``featvis gallery ...`` (``args[0]`` names which)."""
+    (examples_command if args[0] == "examples" else gallery_command)(args[1:])
