@@ -21,7 +21,7 @@ from lightning_featvis.recipes import resolve_config_argument
 from lightning_featvis.trainer import FeatvisTrainer, check_checkpoint
 
 #: the microscope's subcommands (lightning_featvis.microscope.command_line), beside LightningCLI's
-MICROSCOPE_COMMANDS = ("examples", "gallery")
+MICROSCOPE_COMMANDS = ("examples", "gallery", "microscope")
 #: accelerators that need a CUDA device
 _CUDA = ("gpu", "cuda")
 
@@ -41,6 +41,12 @@ class FeatvisCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("auto_configure_optimizers", False)
         kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("parser_kwargs", {
+            "description": "Feature visualization on a Lightning Trainer: featvis fit --config RUN.yaml renders "
+                           "a config's targets.",
+            "epilog": "The microscope's commands, beside these: featvis examples (each unit's dataset examples), "
+                      "featvis gallery (a static site of a run), featvis microscope (render, examples and "
+                      "gallery in one); see featvis examples --help."})
         # a run's folder is new (version_N) unless the user names it (logger version): then
         # writing over it, config.yaml included, is what they asked for
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})

@@ -52,7 +52,8 @@ class ImageWriter(GroupResultHook):
     A resumed run (``RunPlan.finished``) first copies the earlier run's finished
     images and rows, so every run's folder holds the whole sweep.
 
-    When a run stops on an exception (Ctrl-C, SIGTERM, an error), the finished images and
+    When a run stops on an exception (Ctrl-C, SIGTERM, an error) or on the Trainer's limits
+    inside a group (``max_steps``, ``max_time``), the finished images and
     ``manifest.csv`` are already on disk; the group under way is written to ``partial/``
     (its current canvases and a ``manifest.csv`` with the step each reached), and stays out of
     the main manifest, so rerunning the same command renders it again.
@@ -83,8 +84,14 @@ class ImageWriter(GroupResultHook):
     PARTIAL_FIELDS = ("target", "layer", "unit", "file", "step")
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if trainer.is_global_zero:
-            print(done_message(self.describe(), self.log_dir), file=sys.stderr)
+        if not trainer.is_global_zero:
+            return
+        # a limit (max_steps, max_time) can end the run inside a group: keep what it has
+        unfinished = self.write_partial(pl_module)
+        message = done_message(self.describe(), self.log_dir)
+        if unfinished:
+            message += f"; the Trainer's limits stopped the run inside a group: {unfinished}"
+        print(message, file=sys.stderr)
 
     def describe(self) -> str:
         """``16 images and manifest.csv in <folder>`` (with the folder's other tables)."""
@@ -96,20 +103,28 @@ class ImageWriter(GroupResultHook):
             # bad input: the error itself is the whole message, nothing was rendered; a refused
             # write: its message says what was kept, and writing more would fail again
             return
-        under_way = pl_module.unfinished_group()
-        if not self.rows and under_way is None:
+        if not self.rows and pl_module.unfinished_group() is None:
             return
         where = f"{len(self.rows)} finished images and manifest.csv are in {self.directory}"
-        if under_way is not None:
-            targets, images, step = under_way
-            partial = self.directory / "partial"
-            rows = []
-            for target, image in zip(targets, images):
-                name = self.write_png(partial, target, image)
-                rows.append(dict(target=target.key, layer=target.layer, unit=target.description, file=name, step=step))
-            atomic_write_csv(partial / "manifest.csv", self.PARTIAL_FIELDS, rows)
-            where += f"; the {len(rows)} unfinished ones, as they were at step {step}, in {partial}"
+        unfinished = self.write_partial(pl_module)
+        if unfinished:
+            where += f"; {unfinished}"
         print(stop_message(exception, where), file=sys.stderr)
+
+    def write_partial(self, pl_module) -> str | None:
+        """Write the group under way, as it is, to ``partial/`` (its canvases and a
+        ``manifest.csv`` with the step each reached); say where, or None if no group is under way."""
+        under_way = pl_module.unfinished_group()
+        if under_way is None:
+            return None
+        targets, images, step = under_way
+        partial = self.directory / "partial"
+        rows = []
+        for target, image in zip(targets, images):
+            name = self.write_png(partial, target, image)
+            rows.append(dict(target=target.key, layer=target.layer, unit=target.description, file=name, step=step))
+        atomic_write_csv(partial / "manifest.csv", self.PARTIAL_FIELDS, rows)
+        return f"the {len(rows)} unfinished ones, as they were at step {step}, in {partial}"
 
     @staticmethod
     def write_png(folder: Path, target, image) -> str:

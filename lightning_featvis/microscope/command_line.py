@@ -1,10 +1,12 @@
-"""``featvis examples`` and ``featvis gallery``: the microscope's two commands.
+"""``featvis examples``, ``featvis gallery`` and ``featvis microscope``: the microscope's commands.
 
 ``featvis examples --config RUN.yaml --data SOURCE [--output DIR]`` finds every target's
 dataset examples (:func:`~lightning_featvis.microscope.runs.examples_from_config`; Trainer
 settings as ``--trainer.devices 2``, ``--trainer.precision bf16-mixed``...);
 ``featvis gallery RUN_DIR [--examples DIR] [--output DIR]`` writes the static site
-(:func:`~lightning_featvis.microscope.gallery.write_gallery`).
+(:func:`~lightning_featvis.microscope.gallery.write_gallery`);
+``featvis microscope --config RUN.yaml --data SOURCE [--output DIR]`` does all three (the render
+too) into one folder.
 """
 
 from __future__ import annotations
@@ -68,10 +70,44 @@ def gallery_command(args: list[str]) -> None:
     known = parser.parse_args(args)
     from lightning_featvis.microscope.gallery import write_gallery
 
-    site = write_gallery(known.run_dir, known.examples, known.output)
-    print(f"featvis: done: gallery in {site}; open {site / 'index.html'} in a browser", file=sys.stderr)
+    index = write_gallery(known.run_dir, known.examples, known.output)
+    print(f"featvis: done: gallery in {index.parent}; open {index} in a browser", file=sys.stderr)
+
+
+def microscope_command(args: list[str]) -> None:
+    parser = _Parser(prog="featvis microscope", description=(
+        "The whole microscope of a config in one command: featvis fit (renders into OUTPUT/render), featvis "
+        "examples (OUTPUT/examples) and featvis gallery (OUTPUT/site). Rerun the same command to continue an "
+        "interrupted one. Trainer settings (--trainer.NAME) go to the render and the examples pass."))
+    parser.add_argument("--config", action="append", required=True, help="the run's config (as for featvis fit)")
+    parser.add_argument("--data", required=True, help="the image source of the dataset examples (as for featvis examples)")
+    parser.add_argument("--output", default="microscope", help="folder to write (default: microscope)")
+    parser.add_argument("--k", type=int, default=9, help="examples per unit and side (default 9)")
+    parser.add_argument("--batch_size", type=int, default=64, help="images per batch and device (default 64)")
+    known, rest = parser.parse_known_args(args)
+    strays = [a for a in rest if a.startswith("--") and not a.startswith("--trainer.")]
+    if strays:
+        parser.error(f"unknown option {strays[0]}: Trainer settings are --trainer.NAME")
+    from pathlib import Path
+
+    from lightning_featvis.cli import FeatvisCLI, with_recipes
+    from lightning_featvis.microscope.gallery import write_gallery
+    from lightning_featvis.microscope.runs import examples_from_config
+
+    output = Path(known.output).expanduser()
+    configs = with_recipes([arg for config in known.config for arg in ("--config", config)])
+    cli = FeatvisCLI(args=["fit", *configs, "--trainer.default_root_dir", str(output / "render"), *rest])
+    run_dir = cli.trainer.log_dir
+    if cli.trainer.logger is None or run_dir is None:
+        raise FeatvisError("featvis microscope needs the render's log folder: keep the config's logger")
+    examples_from_config(configs + rest, known.data, output / "examples", k=known.k, batch_size=known.batch_size,
+                         command=shlex.join(["featvis", "examples", *configs, "--data", known.data, "--output",
+                                             str(output / "examples"), *rest]))
+    index = write_gallery(run_dir, output / "examples", output / "site")
+    print(f"featvis: done: the microscope is in {output}; open {index} in a browser", file=sys.stderr)
 
 
 def run_command(args: list[str]) -> None:
-    """Run ``featvis examples ...`` or ``featvis gallery ...`` (``args[0]`` names which)."""
-    (examples_command if args[0] == "examples" else gallery_command)(args[1:])
+    """Run ``featvis examples``, ``featvis gallery`` or ``featvis microscope`` (``args[0]`` names which)."""
+    commands = {"examples": examples_command, "gallery": gallery_command, "microscope": microscope_command}
+    commands[args[0]](args[1:])

@@ -40,7 +40,11 @@ TRAINER_SETTINGS = ("accelerator", "devices", "strategy", "num_nodes", "precisio
 
 class ConfigCLI(FeatvisCLI):
     """FeatvisCLI that builds a config's objective and data module but no Trainer: a pass of
-    dataset examples makes its own (a prediction run, without the render's callbacks)."""
+    dataset examples makes its own (a prediction run, without the render's callbacks). It
+    reads a run's saved ``config.yaml`` too, whose ``ckpt_path`` (the render's) it ignores."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--ckpt_path", default=None, help="a render's checkpoint (not used by dataset examples)")
 
     def instantiate_trainer(self, **kwargs) -> None:
         return None
@@ -127,8 +131,11 @@ def dataset_examples(model: nn.Module | ModelAdapter, targets: Sequence[str | Un
         output: the folder to write (``examples.pt``, ``examples.csv``, the images; what
             ``featvis gallery --examples`` reads); None: a temporary one, removed after.
             A folder holding an interrupted pass of the same is continued.
-        batch_size, num_workers: the DataLoader's.
-        recipe, **options: as for ``render`` (``accelerator``, ``devices``, ``precision``,
+        batch_size: images per batch (per device).
+        num_workers: DataLoader worker processes.
+        bins: histogram bins per target.
+        recipe: as for ``render`` (the objective that reads the units).
+        **options: as for ``render`` (``accelerator``, ``devices``, ``precision``,
             ``directions``, ``dictionaries``...).
     """
     from lightning_featvis.rendering import adapter_with_dictionaries, module_state, render_config, restore_module

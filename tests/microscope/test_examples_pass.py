@@ -104,10 +104,15 @@ def test_an_interrupted_pass_continues_where_it_stopped(tiny, photos, tmp_path, 
 
 def test_a_pass_sharded_over_two_devices_finds_what_one_finds(tiny, photos, tmp_path):
     one = dataset_examples(tiny, TARGETS, photos, k=4, output=tmp_path / "one", batch_size=5, **QUIET)
+    two = dict(accelerator="cpu", devices=2, strategy="ddp_spawn")
+    # each rank reads half the images; rank 0 gathers the others' examples and writes the whole
+    both = dataset_examples(tiny, TARGETS, photos, k=4, output=tmp_path / "both", batch_size=5, **two, **QUIET)
+    assert torch.equal(both.top_indices, one.top_indices) and torch.equal(both.bottom_indices, one.bottom_indices)
+    assert torch.equal(both.histogram["counts"], one.histogram["counts"])
     # two processes stop after 2 batches each; one device finishes: every image read once
     with pytest.raises(FeatvisError, match="stopped before the end"):
-        dataset_examples(tiny, TARGETS, photos, k=4, output=tmp_path / "two", batch_size=5, accelerator="cpu",
-                         devices=2, strategy="ddp_spawn", limit_predict_batches=2, **QUIET)
+        dataset_examples(tiny, TARGETS, photos, k=4, output=tmp_path / "two", batch_size=5, limit_predict_batches=2,
+                         **two, **QUIET)
     assert len(list((tmp_path / "two" / PROGRESS).glob("*.pt"))) == 2
     finished = dataset_examples(tiny, TARGETS, photos, k=4, output=tmp_path / "two", batch_size=5, **QUIET)
     assert torch.equal(finished.top_indices, one.top_indices) and torch.equal(finished.bottom_indices, one.bottom_indices)
