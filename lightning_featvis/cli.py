@@ -9,7 +9,6 @@ import warnings
 from collections.abc import Callable
 
 import lightning as L
-
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import (
     MisconfigurationException,

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import lightning as L
 import numpy as np
@@ -238,29 +239,16 @@ def _render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | 
         raise FeatvisError("render: callbacks= takes Lightning callback instances (the recipe's own are set by class name)")
     dictionaries = options.pop("dictionaries", None)
     config, adapter_options = render_config(targets, recipe, steps, seed, **options)
-    adapter = adapter_with_dictionaries(model, dictionaries, adapter_options)
-    module = model if isinstance(model, nn.Module) else None
-    state = module_state(module)
-    objective = None
-    try:
+    with LentModel(model, dictionaries, adapter_options) as lent:
         cli = FeatvisCLI(args=config, run=False)  # the config is the whole command line
-        objective = cli.model
+        objective = lent.objective = cli.model
         if not isinstance(objective, VisualizationObjective):
             raise FeatvisError(f"render: the recipe's model is {type(objective).__name__}, not a visualization objective")
-        objective.network = adapter  # built in setup, so nothing was built from the recipe's
+        objective.network = lent.adapter  # built in setup, so nothing was built from the recipe's
         collector = _Collector()
         cli.trainer.callbacks.extend([*extra_callbacks, collector])
         cli.trainer.fit(objective, datamodule=cli.datamodule)
         targets_in_order = _planned_targets(objective, cli.datamodule)
-    except Exception as err:
-        cause = featvis_error(err)
-        if cause is None or cause is err:
-            raise
-        raise cause from err
-    finally:
-        if isinstance(objective, VisualizationObjective) and objective.net is not None:
-            adapter.release(objective.net)
-        restore_module(module, state)
     log_dir = Path(cli.trainer.log_dir) if cli.trainer.logger is not None and cli.trainer.log_dir else None
     rendering = _rendering(collector.results, targets_in_order, cli.trainer, log_dir)
     maps = next((cb for cb in cli.trainer.callbacks if isinstance(cb, AttributionMap)), None)
@@ -275,20 +263,36 @@ def adapter_with_dictionaries(model: nn.Module | ModelAdapter, dictionaries: Map
     return WithDictionaries(adapter, dictionaries) if dictionaries else adapter
 
 
-def module_state(module: nn.Module | None) -> tuple[bool, list[bool]] | None:
-    """A user's module's mode and ``requires_grad`` flags, to give it back as it was (:func:`restore_module`)."""
-    if module is None:
-        return None
-    return module.training, [p.requires_grad for p in module.parameters()]
+class LentModel:
+    """A user's model lent to one run built from a config (``with LentModel(...) as lent``):
+    :attr:`adapter` is its adapter (dictionaries attached); set :attr:`objective` to the run's
+    objective once built. On leaving, the model goes back as it came (the adapter's hooks off
+    the objective's network, the module's mode and ``requires_grad`` restored), and an error that
+    the CLI's parser wrapped comes out as itself (its FeatvisError).
+    """
 
+    def __init__(self, model: nn.Module | ModelAdapter, dictionaries: Mapping | None, options: Mapping) -> None:
+        self.adapter = adapter_with_dictionaries(model, dictionaries, options)
+        self.module = model if isinstance(model, nn.Module) else None
+        self.objective: object = None
 
-def restore_module(module: nn.Module | None, state: tuple[bool, list[bool]] | None) -> None:
-    """Put back what :func:`module_state` recorded."""
-    if module is None or state is None:
-        return
-    module.train(state[0])
-    for parameter, requires_grad in zip(module.parameters(), state[1]):
-        parameter.requires_grad_(requires_grad)
+    def __enter__(self) -> Self:
+        self.state = (self.module.training, [p.requires_grad for p in self.module.parameters()]) \
+            if self.module is not None else None
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if isinstance(self.objective, VisualizationObjective) and self.objective.net is not None:
+            self.adapter.release(self.objective.net)
+        if self.state is not None:
+            self.module.train(self.state[0])
+            for parameter, requires_grad in zip(self.module.parameters(), self.state[1]):
+                parameter.requires_grad_(requires_grad)
+        if isinstance(error, Exception):
+            cause = featvis_error(error)
+            if cause is not None and cause is not error:
+                raise cause from error
+        return False
 
 
 def _rendering(results: list[GroupResult], targets: Sequence[Target], trainer: L.Trainer,

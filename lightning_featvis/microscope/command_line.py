@@ -18,6 +18,7 @@ import sys
 
 from lightning_featvis.errors import FeatvisError
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose refusals are one ``featvis: error:`` line (a FeatvisError), not usage text."""
 

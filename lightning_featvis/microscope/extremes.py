@@ -59,7 +59,7 @@ class RunningExtremes:
         if values.dim() != 2 or values.shape[1] != self.units or indices.shape != values.shape[:1]:
             raise FeatvisError(f"a batch of activations is [B, {self.units}] with [B] indices, "
                                f"got {tuple(values.shape)} and {tuple(indices.shape)}")
-        values = values.detach().float().cpu().T  # [U, B]
+        values = values.detach().float().cpu().T.contiguous()  # [U, B]
         indices = indices.detach().long().cpu().expand(self.units, -1)
         self.top_values, self.top_indices = self._keep(self.top_values, self.top_indices, values, indices, True)
         self.bottom_values, self.bottom_indices = self._keep(self.bottom_values, self.bottom_indices, values, indices,
@@ -68,11 +68,30 @@ class RunningExtremes:
 
     def _keep(self, kept: torch.Tensor, kept_indices: torch.Tensor, values: torch.Tensor, indices: torch.Tensor,
               largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        candidates = torch.cat([kept, values], dim=1)  # [U, k + B]
+        values, indices = self._best_of_batch(values, indices, largest)  # [U, <= k]
+        candidates = torch.cat([kept, values], dim=1)  # [U, <= 2k]
         where = torch.cat([kept_indices, indices], dim=1)
         order = order_keys(candidates, where, largest).topk(min(self.k, candidates.shape[1]), dim=1,
                                                             largest=largest).indices
         return candidates.gather(1, order), where.gather(1, order)
+
+    def _best_of_batch(self, values: torch.Tensor, indices: torch.Tensor, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each unit's k best of a batch ``[U, B]``, ties towards the smaller index: one plain
+        ``topk`` of the values (fast), its choice among values tied at the k-th redone exactly
+        for the units that have such ties (rare)."""
+        if values.shape[1] <= self.k:
+            return values, indices
+        best = values.topk(self.k, dim=1, largest=largest)
+        boundary = best.values[:, -1:]
+        as_good = (values >= boundary) if largest else (values <= boundary)
+        chosen_values, chosen = best.values, indices.gather(1, best.indices)
+        tied = (as_good.sum(dim=1) > self.k).nonzero().flatten()
+        if len(tied):  # more values at least as good as the k-th than k: which ones is the index's call
+            keys = order_keys(values[tied], indices[tied], largest)
+            pick = keys.topk(self.k, dim=1, largest=largest).indices
+            chosen_values[tied] = values[tied].gather(1, pick)
+            chosen[tied] = indices[tied].gather(1, pick)
+        return chosen_values, chosen
 
     def merge(self, other: RunningExtremes) -> None:
         """Take in another accumulator's examples (another shard of the same dataset, same units)."""

@@ -54,8 +54,10 @@ class RunningHistogram:
         return (int(self.first[unit]) + torch.arange(self.bins + 1, dtype=torch.float64)) * width
 
     def _grid(self, values: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
-        """Grid index ``floor(values / 2**exponent)`` (exponent broadcast over the units' axis)."""
-        return torch.floor(torch.ldexp(values, -exponent.to(values.dtype))).long()
+        """Grid index ``floor(values / 2**exponent)`` (exponent broadcast over the units' axis):
+        a product with a power of two, exact (and much faster than ``ldexp``)."""
+        scale = torch.ldexp(torch.ones_like(exponent, dtype=values.dtype), -exponent.to(values.dtype))
+        return (values * scale).floor_().long()
 
     def _fitting_exponent(self, low: torch.Tensor, high: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """The smallest exponent, from ``start`` up, at which each unit's range [low, high] takes
@@ -93,7 +95,7 @@ class RunningHistogram:
         """Count a batch: ``values`` ``[B, U]``, one activation per image and unit (finite)."""
         if values.dim() != 2 or values.shape[1] != self.units:
             raise FeatvisError(f"a batch of activations is [B, {self.units}], got {tuple(values.shape)}")
-        values = values.detach().float().cpu().T  # [U, B]; scaling by 2**-e and floor are exact in float32
+        values = values.detach().float().cpu().T.contiguous()  # [U, B]; scaling by 2**-e and floor are exact in float32
         low, high = values.min(dim=1).values.double(), values.max(dim=1).values.double()
         if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
             raise FeatvisError("an activation is not finite (NaN or inf): the model's output on a real image "

@@ -12,6 +12,7 @@ Shapes: B images, U targets, P patches, S the model's input side.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
@@ -55,26 +56,54 @@ class UnitReader:
         """Each target's activation ``[B, U]`` from its layers' outputs ``acts`` (:meth:`activations`).
 
         Units that are neurons of tokens (no direction, no head) are read from one selection of
-        their whole layer, averaged per neuron: a sweep of a layer's thousands of neurons costs
-        one selection, not thousands (the same mean as their own selection's)."""
-        columns: list[torch.Tensor | None] = [None] * len(self.targets)
-        per_neuron: dict[tuple, torch.Tensor] = {}  # (layer, patches, class token) -> [B, D]
+        their whole layer, averaged per neuron, and the single-neuron ones among them gathered
+        in one index: a sweep of a layer's thousands of neurons costs one selection, not
+        thousands (the same means as their own selections')."""
+        batch = next(iter(acts.values())).shape[0]
+        out = torch.empty(batch, len(self.targets), device=next(iter(acts.values())).device)
+        for key, (one, columns, neurons, weights) in self._neuron_groups.items():
+            whole = replace(one, unit=Unit(patches=key[1], class_token=key[2]))
+            selected = self.objective.select(acts, whole).float()  # [B, t * D], token-major
+            width = as_tokens(acts[key[0]], self.objective.network.layout(key[0])).shape[-1]
+            means = selected.view(batch, -1, width).mean(dim=1)  # [B, D]
+            out[:, columns] = means.index_select(1, neurons.to(means.device)) * weights.to(means.device)
+        for u in self._others:
+            target = self.targets[u]
+            parts = self._parts(target)
+            if len(parts) == 1 and _neurons_of_tokens(parts[0][1]):  # several or all neurons: their mean
+                weight, one = parts[0]
+                every = self.objective.select(acts, replace(one, unit=replace(one.unit, neurons=None))).float()
+                width = as_tokens(acts[one.layer], self.objective.network.layout(one.layer)).shape[-1]
+                chosen = every.view(batch, -1, width)
+                if one.unit.neurons is not None:
+                    chosen = chosen[..., list(one.unit.neurons)]
+                out[:, u] = weight * chosen.mean(dim=(1, 2))
+            else:
+                out[:, u] = sum(weight * self.objective.select(acts, part).float().mean(dim=1) for weight, part in parts)
+        return out
+
+    @functools.cached_property
+    def _neuron_groups(self) -> dict[tuple, tuple[Target, list[int], torch.Tensor, torch.Tensor]]:
+        """The single-neuron targets by (layer, patches, class token): one of them, their
+        columns, neurons ``[n]`` and weights ``[n]``."""
+        groups: dict[tuple, list] = {}
         for u, target in enumerate(self.targets):
             parts = self._parts(target)
-            if len(parts) == 1 and _neurons_of_tokens(parts[0][1]):
-                one = parts[0][1]
-                key = (one.layer, one.unit.patches, one.unit.class_token)
-                if key not in per_neuron:
-                    whole = replace(one, unit=Unit(patches=one.unit.patches, class_token=one.unit.class_token))
-                    selected = self.objective.select(acts, whole).float()  # [B, t * D], token-major
-                    width = as_tokens(acts[one.layer], self.objective.network.layout(one.layer)).shape[-1]
-                    per_neuron[key] = selected.view(selected.shape[0], -1, width).mean(dim=1)
-                means = per_neuron[key]
-                neurons = one.unit.neurons
-                columns[u] = parts[0][0] * (means.mean(dim=1) if neurons is None else means[:, list(neurons)].mean(dim=1))
-            else:
-                columns[u] = sum(weight * self.objective.select(acts, one).float().mean(dim=1) for weight, one in parts)
-        return torch.stack(columns, dim=1)
+            if len(parts) == 1 and _neurons_of_tokens(parts[0][1]) and parts[0][1].unit.neurons is not None \
+                    and len(parts[0][1].unit.neurons) == 1:
+                weight, one = parts[0]
+                entry = groups.setdefault((one.layer, one.unit.patches, one.unit.class_token), [one, [], [], []])
+                entry[1].append(u)
+                entry[2].append(one.unit.neurons[0])
+                entry[3].append(weight)
+        return {key: (one, columns, torch.tensor(neurons), torch.tensor(weights, dtype=torch.float32))
+                for key, (one, columns, neurons, weights) in groups.items()}
+
+    @functools.cached_property
+    def _others(self) -> list[int]:
+        """The targets :attr:`_neuron_groups` does not hold."""
+        grouped = {u for _, columns, _, _ in self._neuron_groups.values() for u in columns}
+        return [u for u in range(len(self.targets)) if u not in grouped]
 
     def heatmap(self, images: torch.Tensor, target: Target) -> torch.Tensor | None:
         """The target's unit at every patch, ``[B, P]`` (its neurons' mean, or its direction's

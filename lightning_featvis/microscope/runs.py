@@ -138,32 +138,19 @@ def dataset_examples(model: nn.Module | ModelAdapter, targets: Sequence[str | Un
         **options: as for ``render`` (``accelerator``, ``devices``, ``precision``,
             ``directions``, ``dictionaries``...).
     """
-    from lightning_featvis.rendering import adapter_with_dictionaries, module_state, render_config, restore_module
+    from lightning_featvis.rendering import LentModel, render_config
 
     dictionaries = options.pop("dictionaries", None)
     config, adapter_options = render_config(targets, recipe, None, 0, **options)
-    adapter = adapter_with_dictionaries(model, dictionaries, adapter_options)
-    module = model if isinstance(model, nn.Module) else None
-    state = module_state(module)
-    objective = None
-    try:
+    with LentModel(model, dictionaries, adapter_options) as lent:
         cli = ConfigCLI(args=config, run=False)
-        objective = cli.model
+        objective = lent.objective = cli.model
         if isinstance(objective, VisualizationObjective):
-            objective.network = adapter
+            objective.network = lent.adapter
         chosen = examples_targets(objective, cli.datamodule)
         with tempfile.TemporaryDirectory(prefix="featvis_examples_") as scratch:
             found = run_pass(objective, chosen, data, output if output is not None else scratch, k=k,
                              batch_size=batch_size, num_workers=num_workers, bins=bins, trainer=config.get("trainer"))
-    except Exception as err:
-        cause = featvis_error(err)
-        if cause is None or cause is err:
-            raise
-        raise cause from err
-    finally:
-        if isinstance(objective, VisualizationObjective) and objective.net is not None:
-            adapter.release(objective.net)
-        restore_module(module, state)
     if found is None:
         raise FeatvisError("the pass stopped before the end of the dataset (limit_predict_batches): "
                            "call again with the same output= to continue")

@@ -119,7 +119,7 @@ def _huggingface(spec: str, size: int) -> Dataset:
         name, _, split = spec.removeprefix("hf:").partition(":")
         try:
             data = datasets.load_dataset(name, split=split or "train")
-        except Exception as err:  # noqa: BLE001 - offline, unknown name, missing split: one message
+        except Exception as err:
             raise FeatvisError(f"cannot load the Hugging Face dataset {name!r} (split {split or 'train'!r}): "
                                f"{type(err).__name__}: {str(err)[:200]}; offline, save it with "
                                "Dataset.save_to_disk on a connected machine and pass that directory") from err

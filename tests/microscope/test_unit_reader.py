@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from lightning_featvis import NeuronObjective
-from lightning_featvis.microscope.reader import UnitReader, find_examples
 from lightning_featvis.digits_data import digits_split
+from lightning_featvis.microscope.reader import UnitReader, find_examples
 from lightning_featvis.probe import Probe
 from lightning_featvis.targets import parse_targets
 from lightning_featvis.zoo.digits import DigitsViT
