@@ -27,11 +27,11 @@ from torchvision.utils import make_grid
 from lightning_featvis.algebra import UnitSum, as_spec
 from lightning_featvis.callbacks import GroupResultHook, ImageWriter
 from lightning_featvis.callbacks.attribution import AttributionMap
-from lightning_featvis.cli import FeatvisCLI, featvis_error
 from lightning_featvis.data import TargetDataModule
 from lightning_featvis.dictionaries import WithDictionaries
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.layer_table import LayerInfo, describe_layers
+from lightning_featvis.lightning_cli import FeatvisCLI, featvis_error
 from lightning_featvis.models.adapter import ModelAdapter
 from lightning_featvis.models.any_module import AnyModule, adapter_for
 from lightning_featvis.objectives.base import VisualizationObjective

@@ -52,7 +52,7 @@ def examples_command(args: list[str]) -> None:
     strays = [a for a in rest if a.startswith("--") and not a.startswith("--trainer.")]
     if strays:
         parser.error(f"unknown option {strays[0]}: Trainer settings are --trainer.NAME")
-    from lightning_featvis.cli import with_recipes
+    from lightning_featvis.lightning_cli import with_recipes
     from lightning_featvis.microscope.runs import examples_from_config
 
     cli_args = with_recipes([arg for config in known.config for arg in ("--config", config)]) + rest
@@ -91,7 +91,7 @@ def microscope_command(args: list[str]) -> None:
         parser.error(f"unknown option {strays[0]}: Trainer settings are --trainer.NAME")
     from pathlib import Path
 
-    from lightning_featvis.cli import FeatvisCLI, with_recipes
+    from lightning_featvis.lightning_cli import FeatvisCLI, with_recipes
     from lightning_featvis.microscope.gallery import write_gallery
     from lightning_featvis.microscope.runs import examples_from_config
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from torch import nn
 
 from lightning_featvis.algebra import UnitSum
-from lightning_featvis.cli import FeatvisCLI, checked_trainer, featvis_error
 from lightning_featvis.data import TargetDataModule
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.lightning_cli import FeatvisCLI, checked_trainer, featvis_error
 from lightning_featvis.microscope.examples_pass import (
     ExamplesFolder,
     ExamplesPass,
