@@ -17,6 +17,7 @@ import shlex
 import sys
 
 from lightning_featvis.errors import FeatvisError
+from lightning_featvis.lightning_cli import with_recipes
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,33 +33,48 @@ def default_output(source: str) -> str:
     return f"examples/{name or 'data'}"
 
 
-def examples_command(args: list[str]) -> None:
-    parser = _Parser(prog="featvis examples", description=(
-        "Stream a dataset through the config's model once and keep, for each of its targets, the k images that "
-        "drive it most and least (with per-patch maps) and the histogram of its activation. Trainer settings "
-        "as in featvis fit: --trainer.accelerator, --trainer.devices, --trainer.strategy, --trainer.precision, "
-        "--trainer.limit_predict_batches."))
+def _add_pass_options(parser: _Parser) -> None:
+    """The options of a dataset-examples pass, shared by ``featvis examples`` and ``featvis microscope``."""
     parser.add_argument("--config", action="append", required=True, help="the run's config (as for featvis fit)")
     parser.add_argument("--data", required=True, help="digits, digits:train, digits:val, a folder of images, "
                         "hf:NAME[:SPLIT], or a directory written by datasets' save_to_disk")
-    parser.add_argument("--output", help="folder to write (default: examples/<data>)")
     parser.add_argument("--k", type=int, default=9, help="examples per unit and side (default 9)")
     parser.add_argument("--batch_size", type=int, default=64, help="images per batch and device (default 64)")
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (default 0)")
     parser.add_argument("--bins", type=int, default=64, help="histogram bins per unit (default 64)")
     parser.add_argument("--save_every", type=float, default=60.0,
                         help="seconds between saves of the pass's state, to continue it if interrupted (default 60)")
+
+
+def _parse_pass(parser: _Parser, args: list[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """The parsed options, the configs as FeatvisCLI arguments (recipes resolved) and the
+    ``--trainer.NAME`` settings; any other unknown option is refused."""
     known, rest = parser.parse_known_args(args)
     strays = [a for a in rest if a.startswith("--") and not a.startswith("--trainer.")]
     if strays:
         parser.error(f"unknown option {strays[0]}: Trainer settings are --trainer.NAME")
-    from lightning_featvis.lightning_cli import with_recipes
+    return known, with_recipes([arg for config in known.config for arg in ("--config", config)]), rest
+
+
+def _pass_options(known: argparse.Namespace) -> dict:
+    """:func:`~lightning_featvis.microscope.runs.run_pass`'s options from the parsed ones."""
+    return {"k": known.k, "batch_size": known.batch_size, "num_workers": known.num_workers, "bins": known.bins,
+            "save_every": known.save_every}
+
+
+def examples_command(args: list[str]) -> None:
+    parser = _Parser(prog="featvis examples", description=(
+        "Stream a dataset through the config's model once and keep, for each of its targets, the k images that "
+        "drive it most and least (with per-patch maps) and the histogram of its activation. Trainer settings "
+        "as in featvis fit: --trainer.accelerator, --trainer.devices, --trainer.strategy, --trainer.precision, "
+        "--trainer.limit_predict_batches."))
+    _add_pass_options(parser)
+    parser.add_argument("--output", help="folder to write (default: examples/<data>)")
+    known, configs, trainer = _parse_pass(parser, args)
     from lightning_featvis.microscope.runs import examples_from_config
 
-    cli_args = with_recipes([arg for config in known.config for arg in ("--config", config)]) + rest
-    examples_from_config(cli_args, known.data, known.output or default_output(known.data), k=known.k,
-                         batch_size=known.batch_size, num_workers=known.num_workers, bins=known.bins,
-                         save_every=known.save_every, command=shlex.join(["featvis", "examples", *args]))
+    examples_from_config(configs + trainer, known.data, known.output or default_output(known.data),
+                         command=shlex.join(["featvis", "examples", *args]), **_pass_options(known))
 
 
 def gallery_command(args: list[str]) -> None:
@@ -80,28 +96,21 @@ def microscope_command(args: list[str]) -> None:
         "The whole microscope of a config in one command: featvis fit (renders into OUTPUT/render), featvis "
         "examples (OUTPUT/examples) and featvis gallery (OUTPUT/site). Rerun the same command to continue an "
         "interrupted one. Trainer settings (--trainer.NAME) go to the render and the examples pass."))
-    parser.add_argument("--config", action="append", required=True, help="the run's config (as for featvis fit)")
-    parser.add_argument("--data", required=True, help="the image source of the dataset examples (as for featvis examples)")
+    _add_pass_options(parser)
     parser.add_argument("--output", default="microscope", help="folder to write (default: microscope)")
-    parser.add_argument("--k", type=int, default=9, help="examples per unit and side (default 9)")
-    parser.add_argument("--batch_size", type=int, default=64, help="images per batch and device (default 64)")
-    known, rest = parser.parse_known_args(args)
-    strays = [a for a in rest if a.startswith("--") and not a.startswith("--trainer.")]
-    if strays:
-        parser.error(f"unknown option {strays[0]}: Trainer settings are --trainer.NAME")
+    known, configs, rest = _parse_pass(parser, args)
     from pathlib import Path
 
-    from lightning_featvis.lightning_cli import FeatvisCLI, with_recipes
+    from lightning_featvis.lightning_cli import FeatvisCLI
     from lightning_featvis.microscope.gallery import write_gallery
     from lightning_featvis.microscope.runs import examples_from_config
 
     output = Path(known.output).expanduser()
-    configs = with_recipes([arg for config in known.config for arg in ("--config", config)])
     cli = FeatvisCLI(args=["fit", *configs, "--trainer.default_root_dir", str(output / "render"), *rest])
     run_dir = cli.trainer.log_dir
     if cli.trainer.logger is None or run_dir is None:
         raise FeatvisError("featvis microscope needs the render's log folder: keep the config's logger")
-    examples_from_config(configs + rest, known.data, output / "examples", k=known.k, batch_size=known.batch_size,
+    examples_from_config(configs + rest, known.data, output / "examples", **_pass_options(known),
                          command=shlex.join(["featvis", "examples", *configs, "--data", known.data, "--output",
                                              str(output / "examples"), *rest]))
     index = write_gallery(run_dir, output / "examples", output / "site")

@@ -18,11 +18,12 @@ dataset, P patches, S the model's input side.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -204,10 +205,13 @@ class ExamplesPass(L.LightningModule):
             result.merge(state)
         self.result = result
 
-    def heatmaps(self, dataset, batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
+    def heatmaps(self, dataset, batch_size: int,
+                 keep: Callable[[dict[int, torch.Tensor]], None] | None = None) -> dict[str, dict[str, torch.Tensor]]:
         """Each unit-with-patches target's per-patch maps of its examples, ``{key: {"top":
         [k, gh, gw], "bottom": [k, gh, gw]}}``: one more forward over just the example images,
-        each target's map read on its own examples' rows only."""
+        each target's map read on its own examples' rows only. ``keep`` receives each batch of
+        example images read, ``{dataset index: [3, S, S]}`` (to write them without reading
+        them again)."""
         e = self.result.extremes
         examples = [set(e.top_indices[u].tolist()) | set(e.bottom_indices[u].tolist()) for u in range(e.units)]
         wanted = sorted(set().union(*examples))
@@ -215,7 +219,10 @@ class ExamplesPass(L.LightningModule):
         for start in range(0, len(wanted), batch_size):
             chunk = wanted[start:start + batch_size]
             position = {index: row for row, index in enumerate(chunk)}
-            images = torch.stack([dataset[i][0] for i in chunk]).to(self.device)
+            read = {i: dataset[i][0] for i in chunk}
+            if keep is not None:
+                keep(read)
+            images = torch.stack(list(read.values())).to(self.device)
             acts = self.reader.activations(images)
             for u, target in enumerate(self.reader.targets):
                 mine = [i for i in examples[u] if i in position]
@@ -296,8 +303,6 @@ class ExamplesFolder(L.Callback):
         state = pl_module.state
         if not state.read.any():
             return False
-        import io
-
         buffer = io.BytesIO()
         torch.save({"fingerprint": self.fingerprint, "state": state.state_dict()}, buffer)
         atomic_write(self.folder / PROGRESS / f"{self.part}-rank{trainer.global_rank}.pt", buffer.getvalue())
@@ -333,16 +338,17 @@ class ExamplesFolder(L.Callback):
     def write(self, trainer, pl_module: ExamplesPass) -> DatasetExamples:
         """Rank 0: the example images, the table and ``examples.pt`` (last: its presence means done)."""
         data: ImageSourceData = trainer.datamodule
+        # the images are written as the maps' pass reads them: each decoded once
+        maps = pl_module.heatmaps(data.dataset, data.batch_size, keep=lambda read: write_images(self.folder, read))
         result = pl_module.result
         e, h = result.extremes, result.histogram
         examples = DatasetExamples(
             source=self.source, count=pl_module.count, size=data.size, k=pl_module.k, command=self.command,
             targets=[t.key for t in pl_module.reader.targets], layers=[t.layer for t in pl_module.reader.targets],
             top_values=e.top_values, top_indices=e.top_indices, bottom_values=e.bottom_values,
-            bottom_indices=e.bottom_indices, heatmaps=pl_module.heatmaps(data.dataset, data.batch_size),
+            bottom_indices=e.bottom_indices, heatmaps=maps,
             histogram={"counts": h.counts, "edges": torch.stack([h.edges(u) for u in range(h.units)])},
             fingerprint=self.fingerprint)
-        write_images(self.folder, {i: data.dataset[i][0] for i in examples.indices()})
         examples.save(self.folder)
         for part in (self.folder / PROGRESS).glob("*.pt"):
             part.unlink()
