@@ -22,6 +22,22 @@ def tiny_vit(**overrides) -> CustomViT:
     return CustomViT(**config)
 
 
+def load_benchmark(name: str, module_name: str | None = None):
+    """The script ``benchmarks/<name>.py`` as a module, registered in ``sys.modules`` under
+    ``module_name`` (default ``name``): dataclasses look their module up there, and spawned
+    processes unpickle its callbacks by that name."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name or name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name or name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 _HF_DIRS: dict[str, str] = {}
 
 

@@ -1,22 +1,14 @@
 """benchmarks/vs_lucent.py runs in its quick form: always the featvis side, Lucent's when installed."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import load_benchmark
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "vs_lucent.py"
 QUICK = ["--quick", "--steps", "2", "--targets", "4", "--rounds", "1"]
 
 
 @pytest.fixture(scope="module")
 def vs_lucent():
-    spec = importlib.util.spec_from_file_location("vs_lucent", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vs_lucent"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("vs_lucent")
 
 
 def test_featvis_side_runs_without_lucent(vs_lucent, capsys):

@@ -1,18 +1,10 @@
 """benchmarks/microscope.py runs in its quick form on the CPU and prints its three tables."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "microscope.py"
+from conftest import load_benchmark
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("microscope_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["microscope_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("microscope", "microscope_benchmark")
 
 
 def test_the_quick_benchmark_prints_every_table(capsys):

@@ -1,20 +1,11 @@
 """benchmarks/scale.py runs in its quick form and tabulates every section."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCALE = Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
+from conftest import load_benchmark
 
 
 def load_scale():
-    spec = importlib.util.spec_from_file_location("scale", SCALE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scale"] = module  # spawned processes unpickle its callbacks by this name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("scale")  # spawned processes unpickle its callbacks by this name
 
 
 def test_scale_quick_tabulates_every_section(tmp_path, capsys):

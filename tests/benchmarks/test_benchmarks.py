@@ -1,21 +1,12 @@
 """The benchmarks run (in their quick form) and print the tables docs/results.md quotes."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from conftest import load_benchmark
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name)  # dataclasses look their module up in sys.modules
 
 
 def test_step_overhead_quick_prints_all_rows(capsys):

@@ -4,27 +4,19 @@ its ``neuron("layer2", 3, x, y)`` at ``p = y * W + x``, on the same torchvision 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torchvision
+from conftest import load_benchmark
 
 from lightning_featvis import NeuronObjective
 from lightning_featvis.models import AnyModule
 from lightning_featvis.targets import parse_targets
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "vs_lucent.py"
-
 
 def lucent():
     """Lucent from the benchmark's own folder (FEATVIS_LUCENT_SITE), as benchmarks/vs_lucent.py loads it."""
-    spec = importlib.util.spec_from_file_location("vs_lucent", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vs_lucent"] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("vs_lucent")
     found = module.import_lucent(module.DEFAULT_LUCENT_SITE)
     if found is None:  # CI installs it, and counts a skip as a failure (FEATVIS_FORBID_SKIPS)
         pytest.skip("Lucent not installed (see benchmarks/vs_lucent.py)")
