@@ -31,6 +31,7 @@ from lightning_featvis.objectives import (
     VisualizationObjective,
 )
 from lightning_featvis.params import (
+    DataImage,
     DecorrelatedImage,
     EmbeddingSequence,
     FourierImage,
@@ -51,6 +52,7 @@ __all__ = [
     "AugmentationEnsemble",
     "ClassLogitObjective",
     "CompileNetwork",
+    "DataImage",
     "DecorrelatedImage",
     "DeepDreamObjective",
     "EmbeddingSequence",

@@ -180,6 +180,7 @@ class WithDictionaries(ModelAdapter):
                                    "e.g. encoder.layers.encoder_layer_3.sae")
         self.model_name, self.config = network.name, network.config
         self.mean, self.std, self.logits_layer = network.mean, network.std, network.logits_layer
+        self.training_data = network.training_data
         self._attached: list = []  # the hooks build() put on the network's layers
 
     def __getstate__(self) -> dict:

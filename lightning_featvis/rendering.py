@@ -195,7 +195,7 @@ def render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | s
             autoencoders) after layers, as layers of their own
             (:class:`~lightning_featvis.dictionaries.WithDictionaries`); by name, the objective's arguments (``loss_form``, ``param``, ...), the data
             module's (``group_size``), the model's (``image_size``, ``layout``, ``mean``,
-            ``std``), a callback's by its class name (``TotalVariation={"weight": 0.5}``;
+            ``std``, ``training_data``: the image source the ``auto`` recipe adapts to), a callback's by its class name (``TotalVariation={"weight": 0.5}``;
             ``None`` removes it) and the Trainer's (``accelerator``, ``devices``,
             ``precision``, ``default_root_dir``, ``logger``, ...). Values are what a YAML
             config holds (numbers, strings, lists, ``{"class_path": ..., "init_args": ...}``);

@@ -32,7 +32,8 @@ class AugmentationEnsemble(ViewAugmentation):
         rotate: largest rotation in degrees (uniform in ``[-rotate, rotate]``).
         color: per-channel colour shift: each channel becomes ``x * (1 + a) + b`` with ``a``
             and ``b`` uniform in ``[-color, color]``; grey images stay grey only at 0.
-        grey_shift: shift all channels by the same amount (keeps grey images grey).
+        grey_shift: shift all channels by the same amount (keeps grey images grey); ``None``:
+            when the views are grey (all channels equal), else per channel.
     """
 
     def __init__(
@@ -42,7 +43,7 @@ class AugmentationEnsemble(ViewAugmentation):
         scale: Sequence[float] | None = (0.9, 1.1),
         rotate: float = 10.0,
         color: float = 0.1,
-        grey_shift: bool = False,
+        grey_shift: bool | None = False,
     ) -> None:
         if copies < 1:
             raise FeatvisError(f"AugmentationEnsemble needs copies >= 1, got {copies}")
@@ -52,10 +53,11 @@ class AugmentationEnsemble(ViewAugmentation):
         self.scale = tuple(scale) if scale is not None else None
         self.grey_shift = grey_shift
 
-    def sample(self, target: Target | None, step: int) -> torch.Tensor:
+    def sample(self, target: Target | None, step: int, grey: bool | None = None) -> torch.Tensor:
         """Parameters of ``target``'s k copies at ``step``, ``[k, 10]``: shift y and x (in
         ``affine_grid`` units), zoom, angle (radians), then gain ``a`` and shift ``b`` of the
-        red, green and blue channels (see :meth:`apply`)."""
+        red, green and blue channels (see :meth:`apply`). ``grey``: whether the views are grey
+        (decides ``grey_shift: null``)."""
         gen = torch.Generator().manual_seed(derive_seed(run_seed(), "augment", target.key if target else None, step))
         u = torch.rand(self.copies, 10, generator=gen) * 2 - 1  # uniform in [-1, 1)
         shift = u[:, 0:2] * self.jitter * 2  # affine_grid's coordinates span 2 per side
@@ -67,7 +69,7 @@ class AugmentationEnsemble(ViewAugmentation):
         angle = u[:, 3] * math.radians(self.rotate)
         gain = u[:, 4:7] * self.color
         bias = u[:, 7:10] * self.color
-        if self.grey_shift:
+        if self.grey_shift or (self.grey_shift is None and grey):
             gain, bias = gain[:, :1].expand(-1, 3), bias[:, :1].expand(-1, 3)
         return torch.cat([shift, zoom[:, None], angle[:, None], gain, bias], dim=1)
 
@@ -87,5 +89,6 @@ class AugmentationEnsemble(ViewAugmentation):
 
     def augment(self, view: torch.Tensor, targets: Sequence[Target | None], step: int) -> torch.Tensor:
         """``[G * k, C, s, s]``: k copies of each of the G views, target-major."""
-        params = torch.cat([self.sample(target, step) for target in targets])
+        grey = self.grey_shift is None and bool((view[:, 1:] == view[:, :1]).all())
+        params = torch.cat([self.sample(target, step, grey) for target in targets])
         return self.apply(view.repeat_interleave(self.copies, dim=0), params)

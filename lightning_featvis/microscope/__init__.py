@@ -8,7 +8,7 @@ gallery of whole layers.
   target's activation on real images, as a render reads it),
   :class:`~lightning_featvis.microscope.extremes.RunningExtremes` and
   :class:`~lightning_featvis.microscope.histogram.RunningHistogram` (exact, mergeable running
-  statistics), :func:`~lightning_featvis.microscope.sources.image_source` (digits, folders,
+  statistics), :func:`~lightning_featvis.image_sources.image_source` (digits, folders,
   Hugging Face datasets).
 """
 
@@ -16,7 +16,7 @@ from lightning_featvis.microscope.extremes import RunningExtremes
 from lightning_featvis.microscope.histogram import RunningHistogram
 from lightning_featvis.microscope.reader import UnitReader, find_examples
 from lightning_featvis.microscope.runs import dataset_examples
-from lightning_featvis.microscope.sources import image_source
+from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.store import DatasetExamples
 
 __all__ = ["DatasetExamples", "RunningExtremes", "RunningHistogram", "UnitReader", "dataset_examples", "find_examples",

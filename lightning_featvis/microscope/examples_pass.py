@@ -2,7 +2,7 @@
 through the frozen model and keeps, for every target, its top-k and bottom-k images and the
 histogram of its activation (``featvis examples``, :func:`~lightning_featvis.microscope.find_dataset_examples`).
 
-- :class:`ImageSourceData` serves the images (:func:`~lightning_featvis.microscope.sources.image_source`),
+- :class:`ImageSourceData` serves the images (:func:`~lightning_featvis.image_sources.image_source`),
   batched; the Trainer shards them over devices (each image read by one rank);
 - :class:`ExamplesPass` reads every target on each batch (:class:`~lightning_featvis.microscope.reader.UnitReader`,
   under ``inference_mode``, the forward stopping at the deepest target layer) into an
@@ -35,7 +35,7 @@ from lightning_featvis.files import atomic_write
 from lightning_featvis.microscope.extremes import RunningExtremes
 from lightning_featvis.microscope.histogram import RunningHistogram
 from lightning_featvis.microscope.reader import UnitReader
-from lightning_featvis.microscope.sources import image_source
+from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.store import FILE, DatasetExamples, write_images
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.targets import Target
@@ -48,7 +48,7 @@ class ImageSourceData(L.LightningDataModule):
     dataset order, leaving out the images an earlier, interrupted pass has read (:meth:`skip`).
 
     Args:
-        source: what :func:`~lightning_featvis.microscope.sources.image_source` reads (``digits``, a folder, ``hf:NAME``).
+        source: what :func:`~lightning_featvis.image_sources.image_source` reads (``digits``, a folder, ``hf:NAME``).
         size: the model's input side S.
         batch_size: images per batch (per device).
         num_workers: DataLoader worker processes (0: read in the main process).

@@ -125,7 +125,7 @@ def dataset_examples(model: nn.Module | ModelAdapter, targets: Sequence[str | Un
     Args:
         model: an ``nn.Module`` or one of the package's adapters, as for ``render``.
         targets: target strings or unit values, as for ``render``.
-        data: an image source (:func:`~lightning_featvis.microscope.sources.image_source`):
+        data: an image source (:func:`~lightning_featvis.image_sources.image_source`):
             ``digits``, a folder, ``hf:NAME[:SPLIT]``, a ``save_to_disk`` directory.
         k: examples per target and side.
         output: the folder to write (``examples.pt``, ``examples.csv``, the images; what

@@ -48,6 +48,10 @@ class ModelAdapter(ABC):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     #: dotted name of the class-logit layer
     logits_layer: str = ""
+    #: the images the network was trained on, as an image source
+    #: (:func:`~lightning_featvis.image_sources.image_source`: ``digits:train``, a folder,
+    #: ``hf:NAME``), or ``None`` when unknown; data priors fit themselves to it by default
+    training_data: str | None = None
 
     #: short model name used in TensorBoard tags and file names
     model_name: str

@@ -100,20 +100,23 @@ class AnyModule(ModelAdapter):
         mean: the input normalisation's per-channel mean (default: read, see the module).
         std: its per-channel std.
         model_name: name in file names and TensorBoard tags (default: the class name).
+        training_data: the images the module was trained on, as an image source
+            (:func:`~lightning_featvis.image_sources.image_source`: a folder, ``hf:NAME``), for
+            the recipes that adapt to the data (``auto``: its canvas and data prior).
     """
 
     def __init__(self, module: nn.Module, image_size: int | None = None,
                  layout: Mapping[str, str | Layout] | None = None,
                  mean: tuple[float, float, float] | None = None, std: tuple[float, float, float] | None = None,
-                 model_name: str | None = None) -> None:
+                 model_name: str | None = None, training_data: str | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise FeatvisError(f"a model must be an nn.Module or a ModelAdapter, got {type(module).__name__}")
         self.module = module
-        self.set_options(image_size, layout, mean, std, model_name or type(module).__name__.lower())
+        self.set_options(image_size, layout, mean, std, model_name or type(module).__name__.lower(), training_data)
 
     def set_options(self, image_size: int | None, layout: Mapping[str, str | Layout] | None,
                     mean: tuple[float, float, float] | None, std: tuple[float, float, float] | None,
-                    model_name: str) -> None:
+                    model_name: str, training_data: str | None = None) -> None:
         """Keep what the user gave instead of what is read (subclasses that load the module
         themselves call this instead of the constructor)."""
         self.given_size = image_size
@@ -123,6 +126,7 @@ class AnyModule(ModelAdapter):
                 raise FeatvisError(f"layout of {name!r}: {value!r} is not one of {', '.join(KINDS)} (or a Layout)")
         self.model_name = model_name
         self.given_mean, self.given_std = mean, std
+        self.training_data = training_data
         self.config = {}
 
     # --- what is read from the module -----------------------------------------------------
@@ -277,7 +281,7 @@ class AnyModule(ModelAdapter):
 
 def adapter_for(model: nn.Module | ModelAdapter, **options: object) -> ModelAdapter:
     """The adapter of ``model``: itself if it is one, else :class:`AnyModule` with ``options``
-    (``image_size``, ``layout``, ``mean``, ``std``, ``model_name``)."""
+    (``image_size``, ``layout``, ``mean``, ``std``, ``model_name``, ``training_data``)."""
     if isinstance(model, ModelAdapter):
         if options:
             raise FeatvisError(f"{', '.join(sorted(options))}: set these on the adapter "

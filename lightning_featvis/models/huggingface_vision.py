@@ -40,14 +40,18 @@ class HuggingFaceVision(AnyModule):
         mean: the normalisation's per-channel mean (default: the image processor's).
         std: its per-channel std.
         model_name: name in file names and TensorBoard tags (default: the id's last part).
+        training_data: the images the model was trained on, as an image source (a folder,
+            ``hf:NAME``), for the recipes that adapt to the data (``auto``).
     """
 
     def __init__(self, model: str, task: Task = "model", pretrained: bool = True, image_size: int | None = None,
                  layout: dict | None = None, mean: tuple[float, float, float] | None = None,
-                 std: tuple[float, float, float] | None = None, model_name: str | None = None) -> None:
+                 std: tuple[float, float, float] | None = None, model_name: str | None = None,
+                 training_data: str | None = None) -> None:
         # construction stays cheap (a config object): the model loads on first use
         self.source, self.task, self.pretrained = model, task, pretrained
-        self.set_options(image_size, layout, mean, std, model_name or Path(model).name.replace("-", "_").lower())
+        self.set_options(image_size, layout, mean, std, model_name or Path(model).name.replace("-", "_").lower(),
+                         training_data)
         self._module: nn.Module | None = None
         self._processor: tuple[tuple, tuple] | None = None
 

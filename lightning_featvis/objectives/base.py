@@ -133,7 +133,7 @@ class VisualizationObjective(L.LightningModule, PlannedObjective):
     def configure_input(self) -> None:
         """Tell the parameterization the model's input geometry (before storage is allocated)."""
         if isinstance(self.param, ImageParam):
-            self.param.view_size = self.network.image_size
+            self.param.bind(self.network)
 
     def prepare(self) -> None:
         """What the data module's questions need (it asks before this module's setup): the

@@ -2,6 +2,7 @@
 text models the input embedding sequence), and the input's geometry."""
 
 from lightning_featvis.params.base import ImageParam, InputParam
+from lightning_featvis.params.data_image import DataImage
 from lightning_featvis.params.decorrelated import DecorrelatedImage
 from lightning_featvis.params.embeddings import EmbeddingSequence
 from lightning_featvis.params.fourier import FourierImage
@@ -10,4 +11,4 @@ from lightning_featvis.params.maco import MacoImage
 from lightning_featvis.params.pixel import PhotoImage, PixelImage
 from lightning_featvis.params.shared import SharedImage
 
-__all__ = ["DecorrelatedImage", "EmbeddingSequence", "FourierImage", "GrayscaleImage", "ImageParam", "InputParam", "MacoImage", "PhotoImage", "PixelImage", "SharedImage"]
+__all__ = ["DataImage", "DecorrelatedImage", "EmbeddingSequence", "FourierImage", "GrayscaleImage", "ImageParam", "InputParam", "MacoImage", "PhotoImage", "PixelImage", "SharedImage"]

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.schedule import Octave
+
+if TYPE_CHECKING:
+    from lightning_featvis.models.adapter import ModelAdapter
 
 
 class InputParam(nn.Module, ABC):
@@ -112,6 +116,11 @@ class ImageParam(InputParam):
         # where each target's view sits in its canvas, as fractions of the free room ``[G, 2]``
         # (y, x; 0.5 = centred)
         self.view_position = torch.full((0, 2), 0.5)
+
+    def bind(self, network: ModelAdapter) -> None:
+        """Learn what the canvases need from the model (before storage is allocated): its input
+        side (:attr:`view_size`); parameterizations that adapt to the model's data read more."""
+        self.view_size = network.image_size
 
     def place_views(self, position: torch.Tensor) -> None:
         """Put the views at ``position`` ``[G, 2]`` (fractions of the free room, 0.5: centred)."""

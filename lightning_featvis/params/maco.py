@@ -24,15 +24,16 @@ def load_magnitude(magnitude: str | None, size: int, channels: int = 3) -> torch
     if magnitude is None:
         inverse_f = 1.0 / radial_frequency(size).clamp(min=1.0 / size)
         return inverse_f.expand(channels, -1, -1).contiguous()
-    if magnitude == "digits":
-        from lightning_featvis.digits_data import load_digits_tensors
-
-        images, _ = load_digits_tensors(image_size=size)
-        return torch.fft.rfft2(images).abs().mean(dim=0)
     path = Path(magnitude).expanduser()
     if not path.is_file():
-        raise FeatvisError(f"MACO magnitude file not found: {path}; give a file saved with torch.save, "
-                           "'digits' (the digits' mean spectrum) or null (1/f)")
+        from lightning_featvis.data_statistics import sample_images
+
+        try:
+            images = sample_images(magnitude, size)
+        except FeatvisError as err:
+            raise FeatvisError(f"MACO magnitude {magnitude!r} is neither a file saved with torch.save nor an image "
+                               f"source ({err})") from err
+        return torch.fft.rfft2(images).abs().mean(dim=0)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
@@ -61,10 +62,12 @@ class MacoImage(ImageParam):
     strong contrast without saturating the sigmoid (where gradients vanish).
 
     Args:
-        magnitude: ``None``: a 1/f spectrum ``1 / max(f, 1/S)``; ``"digits"``: the mean
-            ``|rfft2|`` of scikit-learn's digits as the digits models see them (per channel);
-            otherwise a ``.pt`` file holding ``[C, H, W // 2 + 1]`` (C of 1 or 3), resampled
-            bilinearly to the canvas size if needed. Cached per size.
+        magnitude: ``None``: a 1/f spectrum ``1 / max(f, 1/S)``; a ``.pt`` file holding
+            ``[C, H, W // 2 + 1]`` (C of 1 or 3), resampled bilinearly to the canvas size if
+            needed; otherwise an image source
+            (:func:`~lightning_featvis.image_sources.image_source`: ``digits``, ``photos:train``,
+            a folder, ``hf:NAME``), whose mean ``|rfft2|`` per channel at the canvas size is
+            the magnitude. Cached per size.
         value_scale: multiplies the standardised image before the sigmoid (contrast).
 
     Phases start uniform in [-pi, pi) per canvas from its seed; padding slots (seed None)

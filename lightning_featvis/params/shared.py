@@ -63,6 +63,9 @@ class SharedImage(ImageParam):
         if "inner" in self._modules:  # ImageParam.__init__ sets it before inner exists
             self.inner.view_position = value
 
+    def bind(self, network) -> None:
+        self.inner.bind(network)
+
     def check_octaves(self, octaves: Sequence[Octave], model: str) -> None:
         self.inner.check_octaves(octaves, model)
 

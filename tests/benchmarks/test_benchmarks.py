@@ -3,6 +3,7 @@
 import pytest
 import torch
 from conftest import load_benchmark
+from PIL import Image
 
 
 def load(name: str):
@@ -37,30 +38,42 @@ def test_reconstruction_by_depth_quick_tabulates_every_run(tmp_path, capsys):
     assert (tmp_path / "digits" / "tables.md").read_text() in out
 
 
-def test_quality_quick_judges_every_recipe(tmp_path, capsys):
+def test_quality_quick_judges_every_recipe_on_both_zoos(tmp_path, capsys):
     quality = load("quality")
-    rows = quality.main(["--quick", "--seeds", "2", "--root", str(tmp_path)])
-    assert list(rows) == list(quality.RECIPES)
-    for row in rows.values():
-        assert all(0.0 <= row[k] <= 1.0 for k in ("self top-1", "transfer top-1", "transfer CNN", "transfer ViT seed 1"))
-        assert row["transfer top-1"] == pytest.approx((row["transfer CNN"] + row["transfer ViT seed 1"]) / 2, abs=1e-9)
-        assert -1.0 <= row["feature cos"] <= 1.0 and row["s/image"] > 0 and row["neuron reached"] > 0
-    assert "| best |" in capsys.readouterr().out and (tmp_path / "quality.md").is_file()
+    results = quality.main(["--quick", "--seeds", "2", "--root", str(tmp_path)])
+    assert list(results) == ["digits", "photos"]
+    for rows in results.values():
+        assert list(rows) == list(quality.RECIPES)
+        for row in rows.values():
+            assert all(0.0 <= row[k] <= 1.0 for k in ("self top-1", "transfer top-1", "transfer CNN", "transfer ViT seed 1"))
+            assert row["transfer top-1"] == pytest.approx((row["transfer CNN"] + row["transfer ViT seed 1"]) / 2, abs=1e-9)
+            assert -1.0 <= row["feature cos"] <= 1.0 and row["s/image"] > 0 and row["neuron reached"] > 0
+            assert -1.0 <= row["plausibility"] <= 1.0 and row["FD"] > 0 and row["real FD"] > 0
+    out = capsys.readouterr().out
+    assert "| best |" in out and "| photos: recipe |" in out and (tmp_path / "quality.md").is_file()
+    # the gallery: a row of real held-out images and one per recipe, 10 classes wide, enlarged
+    gallery = Image.open(tmp_path / "gallery_photos.png")
+    assert gallery.size == (10 * 128, (1 + len(quality.RECIPES)) * 128)
 
 
-def test_quality_judges_real_digits_as_digits():
-    """The judging itself: real held-out digits score (nearly) perfectly and agree with themselves."""
-    from lightning_featvis.digits_data import digits_split
-
-    split = digits_split()
-    per_class = [torch.stack([split.val_images[split.val_labels == c][i] for c in range(10)]) for i in range(2)]
-    judges = load("quality").Judges()
+@pytest.mark.parametrize("zoo", ["digits", "photos"])
+def test_quality_judges_real_images_as_their_class(zoo):
+    """The judging itself: real held-out images score (nearly) perfectly, agree with themselves,
+    are as plausible as real images and close to them in feature space."""
+    quality = load("quality")
+    judges = quality.Judges(quality.ZOOS[zoo])
+    per_class = [torch.stack([judges.val[judges.val_labels == c][i] for c in range(10)]) for i in range(3)]
     row = judges.score(per_class)
-    assert row["self top-1"] >= 0.9 and row["transfer top-1"] >= 0.9
-    assert 0.5 < row["logit reached"] <= 1.0  # real digits cannot beat the real maximum
-    # neuron i's own top real digit reaches exactly 1; others do not beat it
-    means = judges.neuron_means(split.train_images)
-    best = torch.stack([split.train_images[means[:, i].argmax()] for i in range(means.shape[1])])
+    assert row["self top-1"] >= 0.9 and row["transfer top-1"] >= 0.85
+    assert 0.5 < row["logit reached"] <= 1.0  # real images cannot beat the real maximum
+    assert row["plausibility"] > 0.5 and row["real plaus."] > 0.5
+    # the class images here are 30 of the real held-out images themselves
+    noise = torch.rand(30, 3, judges.size, judges.size, generator=torch.Generator().manual_seed(0))
+    assert row["FD"] < quality.frechet_distance(next(iter(judges.judges.values())), judges.val, noise)
+    assert judges.plausibility(noise, torch.arange(10).repeat(3)) < row["plausibility"]
+    # neuron i's own top real image reaches exactly 1; others do not beat it
+    means = judges.neuron_means(judges.train)
+    best = torch.stack([judges.train[means[:, i].argmax()] for i in range(means.shape[1])])
     assert judges.neuron_reached(best) <= 1.0 + 1e-5 and judges.neuron_reached(best) > 0.9
 
 

@@ -56,8 +56,16 @@ def test_copies_differ_are_seeded_per_target_and_step_and_identity_when_off(tmp_
     assert copies.shape == (6, 3, 32, 32) and not torch.allclose(copies[0], copies[1])
     off = AugmentationEnsemble(copies=2, jitter=0, scale=None, rotate=0, color=0)
     torch.testing.assert_close(off.augment(view, [a, b], 1), view.repeat_interleave(2, 0), atol=1e-5, rtol=0)
-    grey = AugmentationEnsemble(copies=2, grey_shift=True).augment(view[:, :1].expand(-1, 3, -1, -1), [a, b], 1)
+    grey_view = view[:, :1].expand(-1, 3, -1, -1)
+    grey = AugmentationEnsemble(copies=2, grey_shift=True).augment(grey_view, [a, b], 1)
     torch.testing.assert_close(grey[:, 0], grey[:, 2])
+    # grey_shift: null decides by the views: grey views stay grey, colour views shift per channel
+    auto = AugmentationEnsemble(copies=2, grey_shift=None)
+    torch.testing.assert_close(auto.augment(grey_view, [a, b], 1), grey)
+    coloured = auto.augment(view, [a, b], 1)
+    torch.testing.assert_close(coloured, AugmentationEnsemble(copies=2, grey_shift=False).augment(view, [a, b], 1))
+    assert not torch.allclose(AugmentationEnsemble(copies=2).augment(grey_view, [a, b], 1)[:, 0],
+                              AugmentationEnsemble(copies=2).augment(grey_view, [a, b], 1)[:, 2])
 
 
 def test_a_shift_moves_the_image_by_that_fraction():

@@ -1,25 +1,33 @@
-"""GaussianPrior: a Gaussian of the training digits as a penalty callback."""
+"""GaussianPrior: a Gaussian of real images (any image source) as a penalty callback."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.distributions import MultivariateNormal
 
 from lightning_featvis import FeatvisError, GaussianPrior
 from lightning_featvis.digits_data import digits_split
+from lightning_featvis.params.fourier import radial_frequency
+from lightning_featvis.photos_data import photo_split
 
 
 @pytest.fixture(scope="module")
 def digits_prior() -> GaussianPrior:
-    return GaussianPrior(weight=1.0).fit_training_digits()
+    return GaussianPrior(weight=1.0).fit_source("digits:train", 32)
 
 
 def test_digit_mean_costs_nothing_and_noise_costs_much(digits_prior):
     # the data mean, rendered as a [1, 3, 32, 32] view, is the Gaussian's mode
-    mean_view = digits_prior.mean.float().reshape(1, 1, 8, 8).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    assert not digits_prior.in_colour  # the digits are grey
+    mean_view = digits_prior.fitted["pixel_mean"].float().reshape(1, 1, 8, 8).repeat_interleave(4, 2).repeat_interleave(4, 3)
     mean_view = mean_view.expand(1, 3, 32, 32)
     assert digits_prior.penalty(mean_view, mean_view, 0).item() == pytest.approx(0.0, abs=1e-4)
     # real (held-out) digits cost about 1 per dimension; uniform noise many times that
@@ -36,7 +44,7 @@ def test_penalty_is_weighted_mahalanobis_against_a_hand_fitted_gaussian():
     # a tiny 2x2 prior from 30 random images: the penalty must be the formula with the shrunk
     # sample covariance, i.e. -2/D times the Gaussian log-density above its mode
     images = torch.rand(30, 3, 4, 4, generator=gen, dtype=torch.float64)
-    prior = GaussianPrior(weight=0.7, resolution=2, shrinkage=0.25).fit(images)
+    prior = GaussianPrior(weight=0.7, resolution=2, shrinkage=0.25, colour=False).fit(images)
     cells = images.mean(dim=1).reshape(30, 2, 2, 2, 2).mean(dim=(2, 4)).reshape(30, 4)  # area mean
     mu = cells.mean(dim=0)
     centred = cells - mu
@@ -78,10 +86,10 @@ def test_statistics_follow_device_and_dtype_and_gradient_reaches_the_view(digits
 def test_weight_scales_and_zero_weight_is_free(digits_prior):
     view = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     prior3 = GaussianPrior(weight=3.0)
-    prior3.mean, prior3.precision = digits_prior.mean, digits_prior.precision
+    prior3.fitted = digits_prior.fitted
     torch.testing.assert_close(prior3.penalty(view, view, 0), 3 * digits_prior.penalty(view, view, 0))
     prior0 = GaussianPrior(weight=0.0)
-    prior0.mean, prior0.precision = digits_prior.mean, digits_prior.precision
+    prior0.fitted = digits_prior.fitted
     assert prior0.penalty(view, view, 0).abs().max().item() < 1e-12
 
 
@@ -91,11 +99,12 @@ def test_weight_scales_and_zero_weight_is_free(digits_prior):
         ({"weight": -0.1}, "weight"),
         ({"weight": math.nan}, "weight"),
         ({"weight": 1.0, "resolution": 0}, "resolution"),
-        ({"weight": 1.0, "resolution": 33}, "resolution"),
         ({"weight": 1.0, "resolution": 2.5}, "resolution"),
         ({"weight": 1.0, "shrinkage": 0.0}, "shrinkage"),
         ({"weight": 1.0, "shrinkage": 1.5}, "shrinkage"),
-        ({"weight": 1.0, "val_fraction": 1.0}, "val_fraction"),
+        ({"weight": 1.0, "bands": -1}, "bands"),
+        ({"weight": 1.0, "bands": 9}, "bands"),
+        ({"weight": 1.0, "max_images": 1}, "max_images"),
     ],
 )
 def test_bad_arguments_raise_featvis_error(kwargs, message):
@@ -109,3 +118,94 @@ def test_bad_inputs_raise_featvis_error():
         prior.fit(torch.rand(1, 3, 4, 4))
     with pytest.raises(FeatvisError, match=r"\[N, C, H, W\]"):
         prior.fit(torch.rand(5, 4, 4))
+    with pytest.raises(FeatvisError, match="finer than the images"):
+        GaussianPrior(weight=1.0, resolution=8, colour=False).fit(torch.rand(5, 3, 4, 4))
+
+
+@pytest.fixture(scope="module")
+def photos_prior() -> GaussianPrior:
+    return GaussianPrior(weight=1.0, resolution=8, bands=3).fit_source("photos:train", 64)
+
+
+def test_colour_is_read_from_the_data(digits_prior, photos_prior):
+    assert photos_prior.in_colour and not digits_prior.in_colour
+    assert photos_prior.fitted["pixel_mean"].shape == (3 * 8 * 8,)
+    assert photos_prior.fitted["band_mean"].shape == (3 * 3,)
+    # told to, a prior of colour data models grey
+    grey = GaussianPrior(resolution=4, colour=False).fit_source("photos:train", 64)
+    assert not grey.in_colour and grey.fitted["pixel_mean"].shape == (16,)
+
+
+def test_photo_prior_prefers_held_out_photos_to_blobs_and_noise(photos_prior):
+    real = photo_split().val_images  # never fitted to
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.rand(20, 3, 64, 64, generator=gen)
+    # a smooth blob of the data's mean colour: plausible coarse pixels, no texture at all
+    mean = photos_prior.fitted["pixel_mean"].float().reshape(1, 3, 8, 8)
+    blob = F.interpolate(mean, size=64, mode="bilinear", align_corners=False)
+    real_cost = photos_prior.distance(real)
+    assert 0.2 < real_cost.median().item() < 5
+    assert photos_prior.distance(noise).min().item() > 5 * real_cost.median().item()
+    # the pixel part alone finds the blob perfect; the frequency bands see that it has no detail
+    bandless = GaussianPrior(weight=1.0, resolution=8).fit_source("photos:train", 64)
+    assert bandless.distance(blob).item() < 0.1 * real_cost.median().item()
+    assert photos_prior.distance(blob).item() > 5 * real_cost.median().item()
+
+
+def test_band_energies_are_log_power_per_octave():
+    prior = GaussianPrior(resolution=1, bands=2, colour=False)
+    # a cosine of 1/4 cycle per pixel along x: octaves are open below, so 1/4 lies in the
+    # second octave (1/8, 1/4], not in the finest (1/4, 1/2]
+    x = torch.arange(16, dtype=torch.float64)
+    wave = (0.5 + 0.25 * torch.cos(2 * torch.pi * x / 4)).expand(16, 16)
+    energies = prior.band_energies(wave.expand(1, 3, 16, 16), colour=False)
+    assert energies.shape == (1, 2)
+    assert energies[0, 0].item() < -15  # log(1e-8): nothing in (1/4, 1/2]
+    assert energies[0, 1].item() > energies[0, 0].item() + 10  # all the power in (1/8, 1/4]
+    # the energy is the mean power of the octave's bins (orthonormal FFT): the cosine's
+    # 16 * 16 * 0.25^2 / 2 = 8 of variance splits between +1/4 and -1/4; the half-spectrum
+    # keeps one of the two: 4 in one of the band's bins
+    bins = ((radial_frequency(16) > 1 / 8) & (radial_frequency(16) <= 1 / 4)).sum().item()
+    assert energies[0, 1].item() == pytest.approx(math.log(4 / bins), rel=1e-6)
+
+
+class _Network:
+    """Stands in for an objective's adapter: what GaussianPrior.setup reads."""
+
+    name, image_size = "stand-in", 32
+
+    def __init__(self, training_data):
+        self.training_data = training_data
+
+
+def test_setup_fits_to_the_networks_training_data_and_keeps_it_beside_the_run(tmp_path, monkeypatch):
+    from lightning_featvis.callbacks import data_prior
+
+    trainer = L.Trainer(logger=TensorBoardLogger(str(tmp_path)), accelerator="cpu")
+    objective = SimpleNamespace(network=_Network("digits:train"))
+    monkeypatch.setattr(data_prior, "_FITTED", {})
+    prior = GaussianPrior(weight=1.0)
+    prior.setup(trainer, objective, "fit")
+    cache = Path(trainer.log_dir) / data_prior.CACHE_FILE
+    assert cache.is_file()
+    reference = GaussianPrior(weight=1.0).fit(digits_split().train_images)
+    torch.testing.assert_close(prior.fitted["pixel_precision"], reference.fitted["pixel_precision"])
+
+    # a resumed run reads the kept prior instead of reading the data again
+    monkeypatch.setattr(data_prior, "_FITTED", {})
+    monkeypatch.setattr(data_prior, "sample_images", lambda *a: pytest.fail("the kept prior was not used"))
+    again = GaussianPrior(weight=1.0)
+    again.setup(trainer, objective, "fit")
+    torch.testing.assert_close(again.fitted["pixel_mean"], prior.fitted["pixel_mean"])
+    # other settings are another prior: the kept one is not used
+    with pytest.raises(pytest.fail.Exception, match="not used"):
+        GaussianPrior(weight=1.0, resolution=4).setup(trainer, objective, "fit")
+
+
+def test_setup_without_training_data_asks_for_a_source():
+    trainer = L.Trainer(logger=False, accelerator="cpu")
+    with pytest.raises(FeatvisError, match="declares no training data.*data:"):
+        GaussianPrior().setup(trainer, SimpleNamespace(network=_Network(None)), "fit")
+    prior = GaussianPrior(data="photos:val", resolution=4)
+    prior.setup(trainer, SimpleNamespace(network=_Network(None)), "fit")
+    assert prior.in_colour

@@ -10,7 +10,7 @@ from PIL import Image
 
 from lightning_featvis.digits_data import digits_split, load_digits_tensors
 from lightning_featvis.errors import FeatvisError
-from lightning_featvis.microscope.sources import image_source, square
+from lightning_featvis.image_sources import image_source, square
 
 
 def test_the_digits_come_as_the_digits_models_see_them():

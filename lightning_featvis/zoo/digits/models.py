@@ -16,7 +16,7 @@ from lightning_featvis.models.feedforward import FeedForwardMixer
 from lightning_featvis.models.gpt2_stack import GPT2ViTStack
 from lightning_featvis.models.torchvision_vit import CustomViT
 from lightning_featvis.networks.gpt2_on_vit_stem import Positional
-from lightning_featvis.zoo.digits.networks import DigitsConvNet
+from lightning_featvis.zoo.networks import SmallConvNet
 
 #: the shipped weights, one plain state dict per model
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -79,6 +79,8 @@ class DigitsViT(CustomViT):
         checkpoint: load these weights instead (e.g. a model you retrained).
     """
 
+    training_data = "digits:train"
+
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
         checkpoint = shipped_or("digits_vit", pretrained, checkpoint)
         super().__init__(
@@ -99,6 +101,8 @@ class DigitsMixer(FeedForwardMixer):
         pretrained: load the weights shipped inside the package; ``False`` gives random weights.
         checkpoint: load these weights instead (e.g. a model you retrained).
     """
+
+    training_data = "digits:train"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
         checkpoint = shipped_or("digits_mixer", pretrained, checkpoint)
@@ -122,6 +126,8 @@ class DigitsGPT2(GPT2ViTStack):
         positional: must match the weights; the shipped ones use ``none`` like the author's
             GPT-2 scripts: token order is known only through the causal mask.
     """
+
+    training_data = "digits:train"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None, positional: Positional = "none") -> None:
         checkpoint = shipped_or("digits_gpt2", pretrained, checkpoint)
@@ -149,6 +155,8 @@ class DigitsCNN(ModelAdapter):
         checkpoint: load these weights instead (e.g. a model you retrained).
     """
 
+    training_data = "digits:train"
+
     logits_layer = "head"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
@@ -159,7 +167,7 @@ class DigitsCNN(ModelAdapter):
         self.model_name = "digits_cnn"
 
     def build(self) -> nn.Module:
-        net = DigitsConvNet(channels=self.config["channels"], num_classes=self.config["num_classes"])
+        net = SmallConvNet(channels=self.config["channels"], num_classes=self.config["num_classes"])
         return load_into(net, self.checkpoint) if self.checkpoint else net
 
     def layout(self, layer: str) -> Layout:

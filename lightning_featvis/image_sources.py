@@ -1,5 +1,5 @@
-"""Image datasets to stream through a model for dataset examples: the bundled digits, a folder
-of images, or a Hugging Face ``datasets`` dataset.
+"""Image datasets to stream through a model for dataset examples and to fit data priors to: the
+bundled digits or photo crops, a folder of images, or a Hugging Face ``datasets`` dataset.
 
 :func:`image_source` reads a source specification and gives a dataset of
 ``(image [3, S, S] in [0, 1], index)`` pairs, each image centre-cropped to a square and resized
@@ -7,6 +7,10 @@ to the model's side S (antialiased), grey or RGBA converted to RGB:
 
 - ``digits``: scikit-learn's 1797 digits (32x32, grey as RGB, as the digits models see them);
   ``digits:train`` / ``digits:val``: the zoo's training or held-out split;
+- ``photos``: crops of the ten bundled colour photos the photo zoo is trained on
+  (:mod:`lightning_featvis.photos_data`); ``photos:train``: 2000 random crops of the photos'
+  training regions (seed 0), ``photos:val``: the 90 held-out crops; ``photos``: both, training
+  crops first;
 - a folder: torchvision's ``ImageFolder`` layout (one subfolder per class) or a flat folder of
   image files, in sorted order;
 - ``hf:NAME`` or ``hf:NAME:SPLIT`` (default split ``train``): a dataset from the hub (or its
@@ -95,6 +99,24 @@ def _digits(split: str | None, size: int) -> Dataset:
     return _Indexed(len(images), images.__getitem__, size, f"digits{':' + split if split else ''}")
 
 
+#: how many random training crops ``photos:train`` holds
+PHOTO_TRAIN_CROPS = 2000
+
+
+def _photos(split: str | None, size: int) -> Dataset:
+    from lightning_featvis.photos_data import photo_split, train_crops
+
+    if split not in (None, "train", "val"):
+        raise FeatvisError(f"photos has the splits train and val (or none: both), not {split!r}")
+    parts = []
+    if split in (None, "train"):
+        parts.append(train_crops(PHOTO_TRAIN_CROPS, seed=0)[0])
+    if split in (None, "val"):
+        parts.append(photo_split().val_images)
+    images = torch.cat(parts)
+    return _Indexed(len(images), images.__getitem__, size, f"photos{':' + split if split else ''}")
+
+
 def _folder(folder: Path, size: int) -> Dataset:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -134,11 +156,14 @@ def image_source(spec: str, size: int) -> Dataset:
     ``(image [3, size, size] in [0, 1], index)``."""
     if spec == "digits" or spec.startswith("digits:"):
         return _digits(spec.partition(":")[2] or None, size)
+    if spec == "photos" or spec.startswith("photos:"):
+        return _photos(spec.partition(":")[2] or None, size)
     if spec.startswith("hf:"):
         return _huggingface(spec, size)
     path = Path(spec).expanduser()
     if path.is_dir():
         is_saved_dataset = (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
         return _huggingface(str(path), size) if is_saved_dataset else _folder(path, size)
-    raise FeatvisError(f"image source {spec!r}: give digits (or digits:train / digits:val), a folder of images, "
+    raise FeatvisError(f"image source {spec!r}: give digits (or digits:train / digits:val), photos (or "
+                       "photos:train / photos:val), a folder of images, "
                        "hf:NAME[:SPLIT], or a directory written by datasets' save_to_disk")

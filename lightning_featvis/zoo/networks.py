@@ -1,6 +1,6 @@
-"""The digits zoo's own network: a small convolutional classifier (its adapter:
-:class:`~lightning_featvis.zoo.digits.DigitsCNN`), an architecture-independent judge for the
-digits ViT."""
+"""The zoos' own network: a small convolutional classifier (its adapters:
+:class:`~lightning_featvis.zoo.digits.DigitsCNN`, :class:`~lightning_featvis.zoo.photos.PhotosCNN`),
+an architecture-independent judge for the zoos' ViTs."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import torch
 from torch import nn
 
 
-class DigitsConvNet(nn.Module):
+class SmallConvNet(nn.Module):
     """``features`` (per block: 3x3 conv, BatchNorm, ReLU, 2x2 max-pool), global average
     ``pool`` and a linear ``head``.
 
     Module names: ``features.{4i}`` conv, ``features.{4i+1}`` BatchNorm, ``features.{4i+2}`` ReLU,
     ``features.{4i+3}`` max-pool of block ``i``; every one of them and ``pool`` outputs a map
-    ``[B, C, H, W]`` (32 -> 16 -> 8 -> 4 px, then 1x1); ``head`` outputs the logits ``[B, K]``.
+    ``[B, C, H, W]`` (each block halves the side: 32 -> 16 -> 8 -> 4 px for three blocks on
+    the digits, then 1x1); ``head`` outputs the logits ``[B, K]``.
     """
 
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128), num_classes: int = 10) -> None:
