@@ -152,7 +152,9 @@ def render_config(targets: Sequence[str | UnitSum] | str | UnitSum, recipe: str 
     if steps is not None:
         if not isinstance(steps, int) or steps < 1:
             raise FeatvisError(f"steps must be a positive number of steps, got {steps!r}")
-        model["octaves"] = [{"steps": steps}]  # one octave at the model's input size
+        # one octave at the model's input size, keeping the recipe's learning-rate ramp
+        ramp = {"lr": lr for lr in [(model.get("octaves") or [{}])[0].get("lr")] if lr is not None}
+        model["octaves"] = [{"steps": steps, **ramp}]
     for name, value in routes["model"].items():
         model[name] = value
     data = config.setdefault("data", {"class_path": "lightning_featvis.TargetDataModule"}).setdefault("init_args", {})
@@ -188,8 +190,8 @@ def render(model: nn.Module | ModelAdapter, targets: Sequence[str | UnitSum] | s
             (:func:`~lightning_featvis.unit`: ``unit("a:neuron=3") - 0.5 * unit("b:neuron=7")``).
         recipe: a packaged recipe (:func:`recipe_names`: ``best``, ``lucent``, ``badger``, ...);
             default ``lucent``.
-        steps: one octave of ``steps`` steps at the model's input size (default: the recipe's
-            octaves).
+        steps: one octave of ``steps`` steps at the model's input size, with the learning
+            rate ramp of the recipe's first octave if it has one (default: the recipe's octaves).
         seed: the run's seed (``seed_everything``).
         **options: ``dictionaries={"<layer>.sae": sae}`` attaches dictionaries (sparse
             autoencoders) after layers, as layers of their own

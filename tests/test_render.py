@@ -220,3 +220,17 @@ def test_a_call_without_a_logger_leaves_nothing_in_the_working_directory(tmp_pat
     rendering = render(DigitsViT(), ["heads.head:class=1"], steps=2, logger=False, enable_progress_bar=False)
     assert rendering.images.shape[0] == 1 and rendering.log_dir is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_auto_recipe_adapts_to_each_zoo_and_keeps_its_prior_beside_the_run(tmp_path):
+    from lightning_featvis.zoo.photos import PhotosViT
+
+    config, _ = render_config(["heads.head:class=3"], "auto", steps=4)
+    assert config["model"]["init_args"]["octaves"] == [{"steps": 4, "lr": [0.1, 0.01]}]  # the recipe's ramp kept
+    for network, grey in ((DigitsViT(), True), (PhotosViT(), False)):
+        root = tmp_path / network.name
+        rendering = render(network, ["heads.head:class=3"], recipe="auto", steps=4, default_root_dir=str(root), **QUIET)
+        image = rendering.images[0]
+        assert image.shape == (3, network.image_size, network.image_size)
+        assert torch.equal(image[0], image[2]) == grey  # a grey canvas for the digits, colour for the photos
+        assert (root / "lightning_logs" / "version_0" / "data_prior.pt").is_file()

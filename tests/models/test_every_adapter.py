@@ -23,6 +23,7 @@ from lightning_featvis.models import ModelAdapter, TextModel
 from lightning_featvis.models.text import packaged_minilm
 from lightning_featvis.zoo.digits import DigitsCNN, DigitsGPT2, DigitsMixer, DigitsViT
 from lightning_featvis.zoo.digits.sae import DIGITS_SAE_READS, DigitsSAE
+from lightning_featvis.zoo.photos import PhotosCNN, PhotosViT
 
 # a tiny offline instance of each adapter (random weights unless the package ships them)
 TINY = {
@@ -45,6 +46,8 @@ TINY = {
     DigitsMixer: lambda: DigitsMixer(),
     DigitsGPT2: lambda: DigitsGPT2(),
     DigitsCNN: lambda: DigitsCNN(),
+    PhotosViT: lambda: PhotosViT(),
+    PhotosCNN: lambda: PhotosCNN(),
     models.AnyModule: lambda: models.AnyModule(torchvision.models.resnet18(num_classes=5), image_size=32),
     models.HuggingFaceVision: lambda: models.HuggingFaceVision(tiny_hf_vit_dir(), task="classification"),
     WithDictionaries: lambda: WithDictionaries(DigitsViT(), {f"{DIGITS_SAE_READS}.sae": DigitsSAE()}),

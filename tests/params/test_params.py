@@ -24,6 +24,7 @@ from lightning_featvis.params.color import (
     unsquash,
 )
 from lightning_featvis.params.fourier import radial_frequency
+from lightning_featvis.params.maco import load_magnitude
 
 G, MAX, S = 2, 48, 32
 PARAMS = {
@@ -205,6 +206,20 @@ def test_maco_digits_magnitude():
     assert magnitude[:, 0, 0].min() > magnitude[:, S // 2, S // 4].max()  # DC dominates
     image = param()
     assert image.shape == (G, 3, S, S) and torch.isfinite(image).all()
+
+
+def test_maco_magnitude_of_any_image_source():
+    from lightning_featvis.data_statistics import sample_images
+
+    magnitude = load_magnitude("photos:val", 64)
+    expected = torch.fft.rfft2(sample_images("photos:val", 64)).abs().mean(dim=0)
+    torch.testing.assert_close(magnitude, expected)
+    # colour photos: the channels' spectra differ (the digits' three are one)
+    assert not torch.allclose(magnitude[0], magnitude[2])
+    digits = load_magnitude("digits", 32)
+    torch.testing.assert_close(digits[0], digits[2])
+    with pytest.raises(FeatvisError, match="neither a file saved with torch.save nor an image source"):
+        load_magnitude("no/such/folder", 32)
 
 
 def test_maco_magnitude_from_file(tmp_path):

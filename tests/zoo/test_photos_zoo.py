@@ -96,8 +96,8 @@ def test_shipped_photo_zoo_scores_on_held_out_crops(make, path):
     net = adapter.build().eval()
     split = photo_split()
     with torch.no_grad():
-        accuracy = (net(adapter.normalize(split.val_images)).argmax(dim=-1) == split.val_labels).float().mean().item()
-    assert accuracy >= 0.9, f"held-out accuracy {accuracy:.3f}"
+        correct = int((net(adapter.normalize(split.val_images)).argmax(dim=-1) == split.val_labels).sum())
+    assert correct >= 81, f"held-out accuracy {correct}/90 (goal: 90%)"
 
 
 def test_the_two_vits_are_independent_models_of_one_architecture():
