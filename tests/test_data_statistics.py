@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from lightning_featvis import FeatvisError
-from lightning_featvis.data_statistics import DataStatistics, data_statistics, sample_images
+from lightning_featvis.data_statistics import (
+    DataStatistics,
+    data_statistics,
+    sample_images,
+)
 
 
 def test_digits_are_grey_on_black_with_detail_at_their_own_8x8_grid():

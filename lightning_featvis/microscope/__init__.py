@@ -12,11 +12,11 @@ gallery of whole layers.
   Hugging Face datasets).
 """
 
+from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.extremes import RunningExtremes
 from lightning_featvis.microscope.histogram import RunningHistogram
 from lightning_featvis.microscope.reader import UnitReader, find_examples
 from lightning_featvis.microscope.runs import dataset_examples
-from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.store import DatasetExamples
 
 __all__ = ["DatasetExamples", "RunningExtremes", "RunningHistogram", "UnitReader", "dataset_examples", "find_examples",

@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader, Subset
 
 from lightning_featvis.errors import FeatvisError
 from lightning_featvis.files import atomic_write
+from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.extremes import RunningExtremes
 from lightning_featvis.microscope.histogram import RunningHistogram
 from lightning_featvis.microscope.reader import UnitReader
-from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.store import FILE, DatasetExamples, write_images
 from lightning_featvis.objectives.base import VisualizationObjective
 from lightning_featvis.targets import Target

@@ -13,10 +13,10 @@ import torch
 import yaml
 
 from lightning_featvis import NeuronObjective
+from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.extremes import RunningExtremes
 from lightning_featvis.microscope.histogram import RunningHistogram
 from lightning_featvis.microscope.reader import UnitReader
-from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope.store import DatasetExamples, write_images
 from lightning_featvis.targets import parse_targets
 from lightning_featvis.zoo.digits import DigitsViT

@@ -11,10 +11,10 @@ import yaml
 import lightning_featvis.microscope.reader as reader_module
 from lightning_featvis import FeatvisError, NeuronObjective, parse_targets
 from lightning_featvis.cli import main
+from lightning_featvis.image_sources import image_source
 from lightning_featvis.microscope import DatasetExamples, dataset_examples
 from lightning_featvis.microscope.examples_pass import PROGRESS
 from lightning_featvis.microscope.reader import UnitReader
-from lightning_featvis.image_sources import image_source
 
 L0 = "encoder.layers.encoder_layer_0"
 TARGETS = ["heads.head:class=0-2", f"{L0}:neuron=0-3", f"{L0}:patch=5", f"0.5 * {L0}:neuron=1 - {L0}:neuron=2"]

@@ -8,7 +8,14 @@ import torch
 import yaml
 
 from lightning_featvis.image_sources import image_source
-from lightning_featvis.photos_data import CROP, HELD_OUT_WIDTH, PHOTO_CLASSES, load_photos, photo_split, train_crops
+from lightning_featvis.photos_data import (
+    CROP,
+    HELD_OUT_WIDTH,
+    PHOTO_CLASSES,
+    load_photos,
+    photo_split,
+    train_crops,
+)
 from lightning_featvis.zoo.photos import PhotosCNN, PhotosViT
 from lightning_featvis.zoo.photos.data import PhotoCropsDataModule
 from lightning_featvis.zoo.photos.models import (

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from lightning_featvis.digits_data import digits_split
+from lightning_featvis.zoo.splits import HeldOutDataModule
 
 
 class _TransformedDataset(Dataset):
@@ -23,7 +23,7 @@ class _TransformedDataset(Dataset):
         return self.transform(self.images[index]), self.labels[index]
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(HeldOutDataModule):
     """scikit-learn's digits, upsampled to ``image_size`` and split into train/validation.
 
     Batches are ``(images [B, 3, S, S] float in [0, 1], labels [B] int64)``; the test set is
@@ -49,16 +49,12 @@ class DigitsDataModule(L.LightningDataModule):
         augment: bool = True,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
-        self.batch_size = batch_size
         self.image_size = image_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.augment = augment
-        self.num_workers = num_workers
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
 
     def setup(self, stage: str) -> None:
         split = digits_split(self.image_size, self.val_fraction, self.split_seed)
@@ -69,21 +65,3 @@ class DigitsDataModule(L.LightningDataModule):
         else:
             self.train_set = TensorDataset(split.train_images, split.train_labels)
         self.val_set = TensorDataset(split.val_images, split.val_labels)
-
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)

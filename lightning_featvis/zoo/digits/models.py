@@ -17,20 +17,13 @@ from lightning_featvis.models.gpt2_stack import GPT2ViTStack
 from lightning_featvis.models.torchvision_vit import CustomViT
 from lightning_featvis.networks.gpt2_on_vit_stem import Positional
 from lightning_featvis.zoo.networks import SmallConvNet
+from lightning_featvis.zoo.shipped import shipped_or
 
 #: the shipped weights, one plain state dict per model
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 #: digits are rendered in [0, 1] and normalised to [-1, 1]
 DIGITS_MEAN = (0.5, 0.5, 0.5)
 DIGITS_STD = (0.5, 0.5, 0.5)
-
-
-def shipped_or(name: str, pretrained: bool, checkpoint: str | None) -> str | None:
-    """The weights a digits model loads: ``checkpoint`` when given, else the shipped
-    ``<name>.pt`` when ``pretrained``, else none (random weights)."""
-    if checkpoint is None and pretrained:
-        return str(CHECKPOINTS / f"{name}.pt")
-    return checkpoint
 
 
 #: architecture of the embedded digits ViT (32x32 RGB input, 8x8 patches of 4 px)
@@ -82,7 +75,7 @@ class DigitsViT(CustomViT):
     training_data = "digits:train"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
-        checkpoint = shipped_or("digits_vit", pretrained, checkpoint)
+        checkpoint = shipped_or(CHECKPOINTS, "digits_vit", pretrained, checkpoint)
         super().__init__(
             **DIGITS_VIT_CONFIG,
             checkpoint=checkpoint,
@@ -105,7 +98,7 @@ class DigitsMixer(FeedForwardMixer):
     training_data = "digits:train"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
-        checkpoint = shipped_or("digits_mixer", pretrained, checkpoint)
+        checkpoint = shipped_or(CHECKPOINTS, "digits_mixer", pretrained, checkpoint)
         super().__init__(
             size=None,
             **DIGITS_MIXER_CONFIG,
@@ -130,7 +123,7 @@ class DigitsGPT2(GPT2ViTStack):
     training_data = "digits:train"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None, positional: Positional = "none") -> None:
-        checkpoint = shipped_or("digits_gpt2", pretrained, checkpoint)
+        checkpoint = shipped_or(CHECKPOINTS, "digits_gpt2", pretrained, checkpoint)
         super().__init__(
             weights=None,
             gpt2=None,
@@ -160,7 +153,7 @@ class DigitsCNN(ModelAdapter):
     logits_layer = "head"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
-        checkpoint = shipped_or("digits_cnn", pretrained, checkpoint)
+        checkpoint = shipped_or(CHECKPOINTS, "digits_cnn", pretrained, checkpoint)
         self.config = dict(DIGITS_CNN_CONFIG)
         self.checkpoint = checkpoint
         self.mean, self.std = DIGITS_MEAN, DIGITS_STD

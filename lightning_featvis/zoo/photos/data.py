@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from lightning_featvis.photos_data import CROP, photo_split
+from lightning_featvis.zoo.splits import HeldOutDataModule
 
 
 class _RandomCrops(Dataset):
@@ -50,7 +50,7 @@ class _RandomCrops(Dataset):
         return self.transform(self.crop(self.regions[label])).clamp(0, 1), label
 
 
-class PhotoCropsDataModule(L.LightningDataModule):
+class PhotoCropsDataModule(HeldOutDataModule):
     """64x64 crops of the ten photos: random crops of each photo's training region for training,
     the fixed held-out crops for validation (and test).
 
@@ -67,27 +67,11 @@ class PhotoCropsDataModule(L.LightningDataModule):
 
     def __init__(self, batch_size: int = 64, crops_per_epoch: int = 2560, colour_jitter: float = 0.1,
                  zoom: float = 1.0, num_workers: int = 0) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
-        self.batch_size, self.crops_per_epoch = batch_size, crops_per_epoch
-        self.colour_jitter, self.zoom, self.num_workers = colour_jitter, zoom, num_workers
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
+        self.crops_per_epoch, self.colour_jitter, self.zoom = crops_per_epoch, colour_jitter, zoom
 
     def setup(self, stage: str) -> None:
         split = photo_split()
         self.train_set = _RandomCrops(split.train_regions, self.crops_per_epoch, self.colour_jitter, self.zoom)
         self.val_set = TensorDataset(split.val_images, split.val_labels)
-
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)

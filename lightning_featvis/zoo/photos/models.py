@@ -16,21 +16,13 @@ from torch import nn
 from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
 from lightning_featvis.models.torchvision_vit import CustomViT
 from lightning_featvis.zoo.networks import SmallConvNet
+from lightning_featvis.zoo.shipped import shipped_or
 
 #: the shipped weights, one plain state dict per model
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 #: ImageNet's normalisation, as the pretrained models this zoo stands in for use
 PHOTOS_MEAN = (0.485, 0.456, 0.406)
 PHOTOS_STD = (0.229, 0.224, 0.225)
-
-
-def shipped_or(name: str, pretrained: bool, checkpoint: str | None) -> str | None:
-    """The weights a photo model loads: ``checkpoint`` when given, else the shipped
-    ``<name>.pt`` when ``pretrained``, else none (random weights)."""
-    if checkpoint is None and pretrained:
-        return str(CHECKPOINTS / f"{name}.pt")
-    return checkpoint
-
 
 #: architecture of the photo ViT (64x64 RGB input, 8x8 patches of 8 px, 65 tokens)
 PHOTOS_VIT_CONFIG = dict(image_size=64, patch_size=8, num_layers=4, num_heads=4, hidden_dim=64, mlp_dim=256,
@@ -56,7 +48,7 @@ class PhotosViT(CustomViT):
     training_data = "photos:train"
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
-        super().__init__(**PHOTOS_VIT_CONFIG, checkpoint=shipped_or("photos_vit", pretrained, checkpoint),
+        super().__init__(**PHOTOS_VIT_CONFIG, checkpoint=shipped_or(CHECKPOINTS, "photos_vit", pretrained, checkpoint),
                          mean=PHOTOS_MEAN, std=PHOTOS_STD, model_name="photos_vit")
 
 
@@ -76,7 +68,7 @@ class PhotosCNN(ModelAdapter):
 
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
         self.config = dict(PHOTOS_CNN_CONFIG, image_size=64)
-        self.checkpoint = shipped_or("photos_cnn", pretrained, checkpoint)
+        self.checkpoint = shipped_or(CHECKPOINTS, "photos_cnn", pretrained, checkpoint)
         self.mean, self.std = PHOTOS_MEAN, PHOTOS_STD
         self.model_name = "photos_cnn"
 
