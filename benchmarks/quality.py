@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ CLASS_TARGETS = '["heads.head:class=0-9"]'
 FEATURE_LAYER = "encoder.ln"
 NEURON_LAYER = "encoder.layers.encoder_layer_3.mlp.1"
 NEURON_UNITS = "neuron=0-9"
+#: the input side of the model the packaged recipes are written for (the digits ViT)
+DIGITS_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -138,12 +141,20 @@ def recipe_config(recipe: str, recipes_dir: Path, root: Path, quick: bool) -> Pa
 
 
 def zoo_arguments(zoo: Zoo, config: Path) -> list[str]:
-    """What a recipe needs told to run on ``zoo``: its network, and the data whose spectrum a
-    MACO canvas keeps (``MacoImage(magnitude=...)``)."""
+    """What a recipe needs told to run on ``zoo``: its network; the data whose spectrum a MACO
+    canvas keeps (``MacoImage(magnitude=...)``); and canvas sizes of cropped octaves, which the
+    recipes give in pixels for the 32 px digits ViT, scaled to the zoo's input side (``badger``'s
+    48 px canvas for 32 px views is 96 px for 64 px views)."""
     args = ["--model.init_args.network", zoo.network]
-    param = yaml.safe_load(config.read_text())["model"]["init_args"].get("param") or {}
-    if param.get("class_path", "").endswith("MacoImage"):
+    init = yaml.safe_load(config.read_text())["model"]["init_args"]
+    if (init.get("param") or {}).get("class_path", "").endswith("MacoImage"):
         args += ["--model.init_args.param.init_args.magnitude", zoo.data]
+    side = zoo.build().image_size
+    octaves = init.get("octaves") or []
+    if side != DIGITS_SIDE and any(octave.get("size") for octave in octaves):
+        scaled = [{**octave, "size": octave["size"] * side // DIGITS_SIDE} if octave.get("size") else octave
+                  for octave in octaves]
+        args += ["--model.init_args.octaves", json.dumps(scaled)]
     return args
 
 

@@ -21,6 +21,7 @@ from lightning_featvis.dictionaries import WithDictionaries
 from lightning_featvis.layer_table import describe_layers
 from lightning_featvis.models import ModelAdapter, TextModel
 from lightning_featvis.models.text import packaged_minilm
+from lightning_featvis.zoo.cnn import SmallCNN
 from lightning_featvis.zoo.digits import DigitsCNN, DigitsGPT2, DigitsMixer, DigitsViT
 from lightning_featvis.zoo.digits.sae import DIGITS_SAE_READS, DigitsSAE
 from lightning_featvis.zoo.photos import PhotosCNN, PhotosViT
@@ -48,6 +49,8 @@ TINY = {
     DigitsCNN: lambda: DigitsCNN(),
     PhotosViT: lambda: PhotosViT(),
     PhotosCNN: lambda: PhotosCNN(),
+    SmallCNN: lambda: SmallCNN(dict(image_size=16, channels=(8, 8), num_classes=3), None, (0.5,) * 3, (0.5,) * 3,
+                               "small_cnn"),
     models.AnyModule: lambda: models.AnyModule(torchvision.models.resnet18(num_classes=5), image_size=32),
     models.HuggingFaceVision: lambda: models.HuggingFaceVision(tiny_hf_vit_dir(), task="classification"),
     WithDictionaries: lambda: WithDictionaries(DigitsViT(), {f"{DIGITS_SAE_READS}.sae": DigitsSAE()}),

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
-from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
 from lightning_featvis.models.feedforward import FeedForwardMixer
 from lightning_featvis.models.gpt2_stack import GPT2ViTStack
 from lightning_featvis.models.torchvision_vit import CustomViT
 from lightning_featvis.networks.gpt2_on_vit_stem import Positional
-from lightning_featvis.zoo.networks import SmallConvNet
+from lightning_featvis.zoo.cnn import SmallCNN
 from lightning_featvis.zoo.shipped import shipped_or
 
 #: the shipped weights, one plain state dict per model
@@ -138,7 +135,7 @@ class DigitsGPT2(GPT2ViTStack):
         )
 
 
-class DigitsCNN(ModelAdapter):
+class DigitsCNN(SmallCNN):
     """Embedded convolutional digits classifier (3 conv blocks of 32/64/128 channels with
     BatchNorm/ReLU/max-pool, global average pool, linear head) trained on scikit-learn's digits
     upsampled to 32x32 RGB, normalised to [-1, 1] like :class:`DigitsViT`.
@@ -150,20 +147,6 @@ class DigitsCNN(ModelAdapter):
 
     training_data = "digits:train"
 
-    logits_layer = "head"
-
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
-        checkpoint = shipped_or(CHECKPOINTS, "digits_cnn", pretrained, checkpoint)
-        self.config = dict(DIGITS_CNN_CONFIG)
-        self.checkpoint = checkpoint
-        self.mean, self.std = DIGITS_MEAN, DIGITS_STD
-        self.model_name = "digits_cnn"
-
-    def build(self) -> nn.Module:
-        net = SmallConvNet(channels=self.config["channels"], num_classes=self.config["num_classes"])
-        return load_into(net, self.checkpoint) if self.checkpoint else net
-
-    def layout(self, layer: str) -> Layout:
-        if layer in ("", "head"):
-            return Layout("logits")
-        return Layout("map")
+        super().__init__(DIGITS_CNN_CONFIG, shipped_or(CHECKPOINTS, "digits_cnn", pretrained, checkpoint),
+                         DIGITS_MEAN, DIGITS_STD, "digits_cnn")

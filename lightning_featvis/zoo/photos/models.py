@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
-from lightning_featvis.models.adapter import Layout, ModelAdapter, load_into
 from lightning_featvis.models.torchvision_vit import CustomViT
-from lightning_featvis.zoo.networks import SmallConvNet
+from lightning_featvis.zoo.cnn import SmallCNN
 from lightning_featvis.zoo.shipped import shipped_or
 
 #: the shipped weights, one plain state dict per model
@@ -32,7 +29,7 @@ PHOTOS_VIT_CHECKPOINT = CHECKPOINTS / "photos_vit.pt"
 #: with ``PhotosViT(checkpoint=str(PHOTOS_VIT_SEED1_CHECKPOINT))``
 PHOTOS_VIT_SEED1_CHECKPOINT = CHECKPOINTS / "photos_vit_seed1.pt"
 #: architecture of the photo CNN (64x64 RGB input, four conv blocks: 64 -> 4 px)
-PHOTOS_CNN_CONFIG = dict(channels=(32, 64, 96, 128), num_classes=10)
+PHOTOS_CNN_CONFIG = dict(image_size=64, channels=(32, 64, 96, 128), num_classes=10)
 PHOTOS_CNN_CHECKPOINT = CHECKPOINTS / "photos_cnn.pt"
 
 
@@ -52,7 +49,7 @@ class PhotosViT(CustomViT):
                          mean=PHOTOS_MEAN, std=PHOTOS_STD, model_name="photos_vit")
 
 
-class PhotosCNN(ModelAdapter):
+class PhotosCNN(SmallCNN):
     """Convolutional photo classifier (4 conv blocks of 32/64/96/128 channels with
     BatchNorm/ReLU/max-pool, global average pool, linear head), an architecture-independent
     judge of the photo ViT's images.
@@ -64,17 +61,6 @@ class PhotosCNN(ModelAdapter):
 
     training_data = "photos:train"
 
-    logits_layer = "head"
-
     def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
-        self.config = dict(PHOTOS_CNN_CONFIG, image_size=64)
-        self.checkpoint = shipped_or(CHECKPOINTS, "photos_cnn", pretrained, checkpoint)
-        self.mean, self.std = PHOTOS_MEAN, PHOTOS_STD
-        self.model_name = "photos_cnn"
-
-    def build(self) -> nn.Module:
-        net = SmallConvNet(channels=self.config["channels"], num_classes=self.config["num_classes"])
-        return load_into(net, self.checkpoint) if self.checkpoint else net
-
-    def layout(self, layer: str) -> Layout:
-        return Layout("logits") if layer in ("", "head") else Layout("map")
+        super().__init__(PHOTOS_CNN_CONFIG, shipped_or(CHECKPOINTS, "photos_cnn", pretrained, checkpoint),
+                         PHOTOS_MEAN, PHOTOS_STD, "photos_cnn")
