@@ -27,7 +27,7 @@ then judged:
   features of two seeds' images (``encoder.ln`` token 0) and of their pixels (centred);
 - **s/image**: wall time of the renders divided by the images they produced.
 
-Run (from the repository root; about 10 minutes a zoo on 2 CPU cores)::
+Run (from the repository root; about 15 minutes a zoo on 2 CPU cores with ``--threads 2``)::
 
     .venv/bin/python benchmarks/quality.py                       # every recipe, both zoos, 3 seeds
     .venv/bin/python benchmarks/quality.py --zoos photos --recipes lucent auto --seeds 1

@@ -252,7 +252,7 @@ def test_bad_parameterization_files_and_values_are_named(tmp_path):
     from lightning_featvis.params import MacoImage, PixelImage
     from lightning_featvis.params.maco import load_magnitude
 
-    with pytest.raises(FeatvisError, match="MACO magnitude file not found: .*nothing.pt"):
+    with pytest.raises(FeatvisError, match="MACO magnitude '.*nothing.pt' is neither a file saved with torch.save nor an image source"):
         load_magnitude(str(tmp_path / "nothing.pt"), 32)
     (tmp_path / "garbage.pt").write_bytes(b"not a tensor")
     with pytest.raises(FeatvisError, match="cannot read MACO magnitude"):

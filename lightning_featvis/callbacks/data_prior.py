@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from lightning_featvis.callbacks.image_writer import logger_dir
 from lightning_featvis.callbacks.roles import Penalty
 from lightning_featvis.data_statistics import sample_images
-from lightning_featvis.errors import FeatvisError
+from lightning_featvis.errors import FeatvisError, WriteError
 from lightning_featvis.files import atomic_write
 from lightning_featvis.params.color import rgb_to_decorrelated
 from lightning_featvis.params.fourier import radial_frequency
@@ -110,6 +110,8 @@ class GaussianPrior(Penalty):
         # float64 on the CPU, set by fit(): "pixel_mean" [D_p], "pixel_precision" [D_p, D_p],
         # with bands also "band_mean" [D_b], "band_precision" [D_b, D_b]; "colour" a 0-d bool
         self.fitted: dict[str, torch.Tensor] | None = None
+        # (file, fingerprint) of a prior fitted in setup and not yet kept beside the run
+        self._unsaved: tuple[Path, str] | None = None
         self._cache: dict[tuple[torch.device, torch.dtype], dict[str, torch.Tensor]] = {}
 
     # --- the values the Gaussians describe ----------------------------------------------------
@@ -210,13 +212,20 @@ class GaussianPrior(Penalty):
                 self._cache.clear()
                 return
         self.fit_source(source, size)
-        if cache is not None and trainer.is_global_zero:
-            buffer = io.BytesIO()
-            torch.save({"fingerprint": key, **self.fitted}, buffer)
-            try:
-                atomic_write(cache, buffer.getvalue())
-            except OSError as err:  # the prior is in memory: a cache that cannot be written costs a refit, no more
-                print(f"featvis: warning: could not keep the data prior in {cache}: {err}", file=sys.stderr)
+        self._unsaved = (cache, key) if cache is not None else None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Kept only once the run starts: a run refused while it is set up (a bad optimizer, no
+        # GPU) must leave no version folder behind.
+        if self._unsaved is None or not trainer.is_global_zero:
+            return
+        (cache, key), self._unsaved = self._unsaved, None
+        buffer = io.BytesIO()
+        torch.save({"fingerprint": key, **self.fitted}, buffer)
+        try:
+            atomic_write(cache, buffer.getvalue())
+        except WriteError as err:  # the prior is in memory: a cache that cannot be written costs a refit, no more
+            print(f"featvis: warning: could not keep the data prior in {cache}: {err.reason}", file=sys.stderr)
 
     # --- the penalty --------------------------------------------------------------------------
 

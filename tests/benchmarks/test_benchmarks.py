@@ -64,7 +64,7 @@ def test_quality_judges_real_images_as_their_class(zoo):
     judges = quality.Judges(quality.ZOOS[zoo])
     per_class = [torch.stack([judges.val[judges.val_labels == c][i] for c in range(10)]) for i in range(3)]
     row = judges.score(per_class)
-    assert row["self top-1"] >= 0.9 and row["transfer top-1"] >= 0.85
+    assert row["self top-1"] >= 0.9 - 1e-6 and row["transfer top-1"] >= 0.85 - 1e-6  # 27 of 30 is a float
     assert 0.5 < row["logit reached"] <= 1.0  # real images cannot beat the real maximum
     assert row["plausibility"] > 0.5 and row["real plaus."] > 0.5
     # the class images here are 30 of the real held-out images themselves

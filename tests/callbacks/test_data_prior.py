@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from torch.distributions import MultivariateNormal
 
 from lightning_featvis import FeatvisError, GaussianPrior
 from lightning_featvis.digits_data import digits_split
+from lightning_featvis.errors import WriteError
 from lightning_featvis.params.fourier import radial_frequency
 from lightning_featvis.photos_data import photo_split
 
@@ -178,7 +180,7 @@ class _Network:
         self.training_data = training_data
 
 
-def test_setup_fits_to_the_networks_training_data_and_keeps_it_beside_the_run(tmp_path, monkeypatch):
+def test_setup_fits_to_the_networks_training_data_and_the_run_keeps_it(tmp_path, monkeypatch):
     from lightning_featvis.callbacks import data_prior
 
     trainer = L.Trainer(logger=TensorBoardLogger(str(tmp_path)), accelerator="cpu")
@@ -187,6 +189,8 @@ def test_setup_fits_to_the_networks_training_data_and_keeps_it_beside_the_run(tm
     prior = GaussianPrior(weight=1.0)
     prior.setup(trainer, objective, "fit")
     cache = Path(trainer.log_dir) / data_prior.CACHE_FILE
+    assert not cache.exists()  # kept only once training starts: a run refused in setup leaves nothing
+    prior.on_train_start(trainer, objective)
     assert cache.is_file()
     reference = GaussianPrior(weight=1.0).fit(digits_split().train_images)
     torch.testing.assert_close(prior.fitted["pixel_precision"], reference.fitted["pixel_precision"])
@@ -209,3 +213,22 @@ def test_setup_without_training_data_asks_for_a_source():
     prior = GaussianPrior(data="photos:val", resolution=4)
     prior.setup(trainer, SimpleNamespace(network=_Network(None)), "fit")
     assert prior.in_colour
+
+
+def test_a_prior_that_cannot_be_kept_is_a_warning_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    """The fitted prior is in memory: a full disk costs the cache (a refit on resume), not the run."""
+    import errno
+
+    from lightning_featvis.callbacks import data_prior
+
+    def full(path, data):
+        raise WriteError(path, os.strerror(errno.ENOSPC))
+
+    trainer = L.Trainer(logger=TensorBoardLogger(str(tmp_path)), accelerator="cpu")
+    objective = SimpleNamespace(network=_Network("digits:train"))
+    monkeypatch.setattr(data_prior, "atomic_write", full)
+    prior = GaussianPrior(weight=1.0)
+    prior.setup(trainer, objective, "fit")
+    prior.on_train_start(trainer, objective)
+    assert "featvis: warning: could not keep the data prior" in capsys.readouterr().err
+    assert prior.fitted is not None and not (Path(trainer.log_dir) / data_prior.CACHE_FILE).exists()
