@@ -68,6 +68,8 @@ CLASS_TARGETS = '["heads.head:class=0-9"]'
 FEATURE_LAYER = "encoder.ln"
 NEURON_LAYER = "encoder.layers.encoder_layer_3.mlp.1"
 NEURON_UNITS = "neuron=0-9"
+#: real training images per class that --quick judges with (it checks that everything runs)
+QUICK_PER_CLASS = 20
 #: the input side of the model the packaged recipes are written for (the digits ViT)
 DIGITS_SIDE = 32
 
@@ -222,7 +224,9 @@ def frechet_distance(extractor: FeatureExtractor, real: torch.Tensor, images: to
 class Judges:
     """The visualized model of a zoo, its independent judges and the real data's references."""
 
-    def __init__(self, zoo: Zoo) -> None:
+    def __init__(self, zoo: Zoo, per_class: int | None = None) -> None:
+        """``per_class``: keep only the first that many real training images of each class (the
+        class means, maxima and references then cost a fraction of the time; for ``--quick``)."""
         self.zoo = zoo
         self.model = zoo.build()
         self.size = self.model.image_size
@@ -232,6 +236,9 @@ class Judges:
         self.neuron_probe = Probe(self.net, [NEURON_LAYER])
         self.neuron_units = parse_units(NEURON_UNITS)
         self.train, self.train_labels, self.val, self.val_labels = zoo.real()
+        if per_class is not None:
+            keep = torch.cat([(self.train_labels == c).nonzero().flatten()[:per_class] for c in range(10)])
+            self.train, self.train_labels = self.train[keep], self.train_labels[keep]
         real = torch.cat([self.train, self.val])
         with torch.no_grad():
             self.real_max = self.net(self.model.normalize(real)).max(dim=0).values  # [10]
@@ -330,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, dict[str, float]]
     results: dict[str, dict[str, dict[str, float]]] = {}
     texts = []
     for zoo in (ZOOS[name] for name in args.zoos):
-        judges = Judges(zoo)
+        judges = Judges(zoo, per_class=QUICK_PER_CLASS if args.quick else None)
         rows: dict[str, dict[str, float]] = {}
         first_seed = {"real (held out)": torch.stack([judges.val[judges.val_labels == c][0] for c in range(10)])}
         for recipe in args.recipes:

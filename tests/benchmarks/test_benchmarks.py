@@ -61,7 +61,8 @@ def test_quality_judges_real_images_as_their_class(zoo):
     """The judging itself: real held-out images score (nearly) perfectly, agree with themselves,
     are as plausible as real images and close to them in feature space."""
     quality = load("quality")
-    judges = quality.Judges(quality.ZOOS[zoo])
+    judges = quality.Judges(quality.ZOOS[zoo], per_class=40)
+    assert torch.equal(judges.train_labels.bincount(), torch.full((10,), 40))
     per_class = [torch.stack([judges.val[judges.val_labels == c][i] for c in range(10)]) for i in range(3)]
     row = judges.score(per_class)
     assert row["self top-1"] >= 0.9 - 1e-6 and row["transfer top-1"] >= 0.85 - 1e-6  # 27 of 30 is a float

@@ -232,3 +232,35 @@ def test_a_prior_that_cannot_be_kept_is_a_warning_and_the_run_goes_on(tmp_path, 
     prior.on_train_start(trainer, objective)
     assert "featvis: warning: could not keep the data prior" in capsys.readouterr().err
     assert prior.fitted is not None and not (Path(trainer.log_dir) / data_prior.CACHE_FILE).exists()
+
+
+def test_a_folder_or_a_saved_hugging_face_dataset_is_a_prior_of_its_own(tmp_path):
+    """Any image source fits the prior: a folder of images, a Hugging Face dataset on disk.
+    Reddish pictures make a colour prior whose mean is their colour; grey ones a grey prior."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    gen = np.random.default_rng(0)
+    red = [np.clip(gen.normal((200, 40, 30), 20, (16, 16, 3)), 0, 255).astype(np.uint8) for _ in range(6)]
+    (tmp_path / "red").mkdir()
+    for i, pixels in enumerate(red):
+        Image.fromarray(pixels).save(tmp_path / "red" / f"{i}.png")
+    grey = [Image.fromarray(np.full((16, 16, 3), v, dtype=np.uint8)) for v in (20, 90, 160, 230)]
+    datasets.Dataset.from_dict({"img": grey}, features=datasets.Features({"img": datasets.Image()})).save_to_disk(
+        str(tmp_path / "grey"))
+    trainer = L.Trainer(logger=False, accelerator="cpu")
+    anywhere = SimpleNamespace(network=_Network(None))
+
+    from_folder = GaussianPrior(data=str(tmp_path / "red"), resolution=2)
+    from_folder.setup(trainer, anywhere, "fit")
+    assert from_folder.in_colour
+    seen = torch.tensor(np.stack(red), dtype=torch.float64).permute(0, 3, 1, 2).mean(dim=(0, 2, 3)) / 255
+    mean = from_folder.fitted["pixel_mean"].reshape(3, 2, 2).mean(dim=(1, 2))  # pixels in the model's RGB
+    torch.testing.assert_close(mean, seen.to(mean.dtype), atol=0.02, rtol=0)
+
+    from_dataset = GaussianPrior(data=str(tmp_path / "grey"), resolution=2)
+    from_dataset.setup(trainer, anywhere, "fit")
+    assert not from_dataset.in_colour and from_dataset.fitted["pixel_mean"].shape == (4,)
+    torch.testing.assert_close(from_dataset.fitted["pixel_mean"].mean().item(), (20 + 90 + 160 + 230) / 4 / 255,
+                               atol=0.01, rtol=0)
