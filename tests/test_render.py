@@ -234,3 +234,17 @@ def test_the_auto_recipe_adapts_to_each_zoo_and_keeps_its_prior_beside_the_run(t
         assert image.shape == (3, network.image_size, network.image_size)
         assert torch.equal(image[0], image[2]) == grey  # a grey canvas for the digits, colour for the photos
         assert (root / "lightning_logs" / "version_0" / "data_prior.pt").is_file()
+
+
+def test_best_renders_any_model_and_auto_asks_for_the_data_a_plain_model_was_trained_on(tmp_path):
+    """`best` is the digits' recipe: its prior is the digits' whatever the model. `auto` fits
+    itself to the model's data, which a plain module names with ``training_data``."""
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=2,
+                                                 hidden_dim=32, mlp_dim=64, num_classes=10)
+    assert render(model, ["heads.head:class=3"], recipe="best", steps=2, logger=False, **QUIET).images.shape == (1, 3, 32, 32)
+    with pytest.raises(FeatvisError, match="declares no training data"):
+        render(model, ["heads.head:class=3"], recipe="auto", steps=2, logger=False, **QUIET)
+    rendering = render(model, ["heads.head:class=3"], recipe="auto", steps=2, training_data="photos:val",
+                       logger=False, **QUIET)
+    image = rendering.images[0]
+    assert image.shape == (3, 32, 32) and not torch.equal(image[0], image[2])  # the photos' colour canvas
