@@ -204,9 +204,13 @@ class GaussianPrior(Penalty):
         key = self.fingerprint(source, size)
         log_dir = logger_dir(trainer)
         cache = Path(log_dir) / CACHE_FILE if log_dir else None
+        self._unsaved = None
         if cache is not None and cache.is_file():
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-            if saved.get("fingerprint") == key:
+            try:
+                saved = torch.load(cache, map_location="cpu", weights_only=True)
+            except Exception:  # a damaged cache (a run killed mid-write by an older version) is refitted over
+                saved = {}
+            if isinstance(saved, dict) and saved.get("fingerprint") == key:
                 self.fitted = {name: value for name, value in saved.items() if name != "fingerprint"}
                 _FITTED.setdefault(key, self.fitted)
                 self._cache.clear()

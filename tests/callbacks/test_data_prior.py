@@ -205,6 +205,15 @@ def test_setup_fits_to_the_networks_training_data_and_the_run_keeps_it(tmp_path,
     with pytest.raises(pytest.fail.Exception, match="not used"):
         GaussianPrior(weight=1.0, resolution=4).setup(trainer, objective, "fit")
 
+    # a damaged kept prior is fitted again and written over, not an error
+    monkeypatch.undo()
+    cache.write_bytes(b"half a file")
+    damaged = GaussianPrior(weight=1.0)
+    damaged.setup(trainer, objective, "fit")
+    damaged.on_train_start(trainer, objective)
+    torch.testing.assert_close(damaged.fitted["pixel_mean"], prior.fitted["pixel_mean"])
+    assert torch.load(cache, weights_only=True)["fingerprint"] == damaged.fingerprint("digits:train", 32)
+
 
 def test_setup_without_training_data_asks_for_a_source():
     trainer = L.Trainer(logger=False, accelerator="cpu")
